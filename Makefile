@@ -1,0 +1,47 @@
+# One way to do each thing. `make demo` and `make test` do all set-up on a fresh Debian machine.
+SHELL := /bin/bash
+VENV := .venv
+BIN := $(VENV)/bin
+# Debian packages the test suite needs (the dataplane and lab tests use nft and ip).
+APT_PACKAGES := nftables iproute2
+
+.PHONY: demo test install system-deps lint typecheck pytest bench format
+
+$(BIN)/netwarden: pyproject.toml uv.lock
+	@command -v uv >/dev/null || python3 -m pip install --quiet uv
+	uv sync --frozen --extra dev
+	@touch $@
+
+install: $(BIN)/netwarden
+
+system-deps:
+	@missing=$$(for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "installing $$missing"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	fi
+
+demo: install
+	$(BIN)/netwarden evaluate -f examples/shop --probes examples/shop/probes.csv
+	$(BIN)/netwarden explain -f examples/shop shop/frontend-0 shop/db-0 5432/TCP
+
+lint: install
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
+
+typecheck: install
+	$(BIN)/mypy
+
+# pytest exits 5 when it collected nothing: that is a failure here, never a silent pass.
+pytest: install system-deps
+	$(BIN)/pytest -q -p no:cacheprovider; rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "pytest collected no tests"; exit 1; fi; exit $$rc
+
+test: lint typecheck pytest
+
+format: install
+	$(BIN)/ruff format src tests benchmarks
+	$(BIN)/ruff check --fix src tests benchmarks
+
+bench: install
+	$(BIN)/python benchmarks/bench_evaluate.py

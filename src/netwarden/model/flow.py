@@ -1,0 +1,45 @@
+"""A flow: the unit every verdict is about."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from netwarden.model.endpoints import Endpoint, IPAddress
+from netwarden.model.ports import PORTED_PROTOCOLS, protocol_name
+
+
+@dataclass(frozen=True)
+class Flow:
+    """A new connection from `src` to `dst` on destination `port` (0 for portless protocols).
+
+    `src_ip` / `dst_ip` pick the address family on a dual-stack endpoint; they default to the
+    endpoint's first address (None for an endpoint without one: no CIDR can match it).
+    """
+
+    src: Endpoint
+    dst: Endpoint
+    port: int
+    protocol: int
+    src_ip: IPAddress | None = None
+    dst_ip: IPAddress | None = None
+
+    def __post_init__(self) -> None:
+        given = self.src_ip or self.dst_ip
+        version = given.version if given else None
+        if self.src_ip is None:
+            object.__setattr__(self, "src_ip", _address(self.src, version))
+        if self.dst_ip is None:
+            object.__setattr__(self, "dst_ip", _address(self.dst, version))
+
+
+def _address(endpoint: Endpoint, version: int | None) -> IPAddress | None:
+    """The endpoint's first address, of the given family when one is asked for."""
+    for ip in endpoint.ips:
+        if version is None or ip.version == version:
+            return ip
+    return None
+
+    def __str__(self) -> str:
+        proto = protocol_name(self.protocol)
+        where = f"{self.port}/{proto}" if self.protocol in PORTED_PROTOCOLS else proto
+        return f"{self.src.key} -> {self.dst.key} {where}"

@@ -1,0 +1,106 @@
+"""Semantics cases as data: the shared network-policy-api conformance corpus and our own
+re-creation of the Kubernetes e2e network policy tests, in one format (see
+../shared/conformance/README.md). A case is turned into real Kubernetes manifests and read
+through the real dialects, so these tests cover reading as well as deciding.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from netwarden.dialects import load_text
+from netwarden.model import ClusterState, Flow, parse_protocol
+
+REPO = Path(__file__).resolve().parents[2]
+CONFORMANCE = REPO.parent / "shared" / "conformance" / "network-policy-api"
+K8S_E2E = Path(__file__).parent / "cases" / "k8s_e2e"
+
+
+@dataclass(frozen=True)
+class Expectation:
+    src: str
+    dst: str
+    port: int
+    protocol: str
+    allowed: bool
+
+    def __str__(self) -> str:
+        return f"{self.src} -> {self.dst} {self.port}/{self.protocol}"
+
+
+@dataclass(frozen=True)
+class Case:
+    path: Path
+    data: dict[str, Any]
+
+    @property
+    def name(self) -> str:
+        return self.path.stem
+
+    def manifests(self) -> list[dict[str, Any]]:
+        """The case as the Kubernetes objects a cluster would hold."""
+        docs: list[dict[str, Any]] = []
+        for name, spec in self.data.get("namespaces", {}).items():
+            labels = (spec or {}).get("labels", {})
+            docs.append({"apiVersion": "v1", "kind": "Namespace",
+                         "metadata": {"name": name, "labels": labels}})
+        for node in self.data.get("nodes", []) or []:
+            docs.append({
+                "apiVersion": "v1", "kind": "Node",
+                "metadata": {"name": node["name"], "labels": node.get("labels", {})},
+                "status": {"addresses": [{"type": "InternalIP", "address": node["ip"]}]},
+            })
+        for pod in self.data.get("pods", []):
+            ports = []
+            for port in pod.get("ports", []):
+                if not port.get("declared", True):
+                    continue  # served but not declared: no named port can match it
+                declared = {"containerPort": port["port"], "protocol": port["protocol"]}
+                if port.get("name"):
+                    declared["name"] = port["name"]
+                ports.append(declared)
+            spec: dict[str, Any] = {"containers": [{"name": "main", "image": "agnhost", "ports": ports}]}
+            if pod.get("hostNetwork"):
+                spec["hostNetwork"] = True
+            if pod.get("nodeName"):
+                spec["nodeName"] = pod["nodeName"]
+            docs.append({
+                "apiVersion": "v1", "kind": "Pod",
+                "metadata": {"name": pod["name"], "namespace": pod["namespace"],
+                             "labels": pod.get("labels", {})},
+                "spec": spec,
+                "status": {"podIP": pod["ip"], "podIPs": [{"ip": pod["ip"]}]} if pod.get("ip") else {},
+            })
+        return docs + list(self.data.get("policies", []))
+
+    def cluster(self) -> ClusterState:
+        text = yaml.safe_dump_all(self.manifests(), sort_keys=False)
+        result = load_text(text, str(self.path))
+        assert not result.skipped, result.skipped
+        return result.cluster
+
+    def expectations(self) -> list[Expectation]:
+        return [
+            Expectation(row["from"], row["to"], int(row["port"]), row["protocol"], row["allowed"])
+            for row in self.data["expect"]
+        ]
+
+
+def flow_of(cluster: ClusterState, expectation: Expectation) -> Flow:
+    src, dst = cluster.endpoint(expectation.src), cluster.endpoint(expectation.dst)
+    assert src is not None and dst is not None, expectation
+    protocol = parse_protocol(expectation.protocol)
+    assert protocol is not None
+    return Flow(src, dst, expectation.port, protocol)
+
+
+def load_cases(folder: Path) -> list[Case]:
+    return [Case(path, yaml.safe_load(path.read_text())) for path in sorted(folder.glob("*.yaml"))]
+
+
+def all_cases() -> list[Case]:
+    return load_cases(CONFORMANCE) + load_cases(K8S_E2E)
