@@ -90,7 +90,10 @@ def test_admin_network_policy() -> None:
     )
     allow, passing = policy.ingress or ()
     assert (allow.action, allow.name, passing.action, passing.name) == (
-        Action.ALLOW, "allow-api", Action.PASS, "ingress[1]",
+        Action.ALLOW,
+        "allow-api",
+        Action.PASS,
+        "ingress[1]",
     )
     assert allow.ports == (
         PortMatch(TCP, PortRange(5432, 5432)),
@@ -133,8 +136,20 @@ def test_baseline_and_cluster_network_policy() -> None:
         (BANP, "action: Deny", "action: Pass", 7, "actions are Allow | Deny"),
         (ANP, "0.0.0.0/0", "0.0.0.300/0", 22, "invalid CIDR"),
         (ANP, "start: 9000", "start: 9200", 16, "start 9200 is above end 9100"),
-        (ANP, "from: [{namespaces: {matchLabels: {team: ops}}}]", "from: [{nodes: {}}]", 18, "not an ingress peer"),
-        (ANP, "  - {action: Pass, from: [{namespaces: {matchLabels: {team: ops}}}]}\n", "  - {action: Pass}\n", 18, "needs 'from'"),
+        (
+            ANP,
+            "from: [{namespaces: {matchLabels: {team: ops}}}]",
+            "from: [{nodes: {}}]",
+            18,
+            "not an ingress peer",
+        ),
+        (
+            ANP,
+            "  - {action: Pass, from: [{namespaces: {matchLabels: {team: ops}}}]}\n",
+            "  - {action: Pass}\n",
+            18,
+            "needs 'from'",
+        ),
         (ANP, "subject:\n    pods:", "subject:\n    namespaces: {}\n    pods:", 7, "exactly one"),
         (CNP, "tier: Baseline", "tier: Middle", 5, "'Admin' or 'Baseline'"),
         (CNP, "end: 5010", "end: 5000", 13, "must be below end"),

@@ -9,9 +9,9 @@ import pytest
 from netwarden.dialects import load_text
 from netwarden.errors import InputError
 from netwarden.model import (
+    SCTP,
     TCP,
     UDP,
-    SCTP,
     All,
     And,
     EndpointSelector,
@@ -19,8 +19,8 @@ from netwarden.model import (
     In,
     NetworkPeer,
     Not,
-    NotIn,
     Nothing,
+    NotIn,
     Policy,
     PortMatch,
     PortRange,
@@ -61,7 +61,9 @@ spec:
     - {protocol: UDP}
 """)
     assert policy.subject == EndpointSelector(
-        pods=And((In("app", frozenset({"db"})), NotIn("tier", frozenset({"cache"})), Not(Has("canary")))),
+        pods=And(
+            (In("app", frozenset({"db"})), NotIn("tier", frozenset({"cache"})), Not(Has("canary")))
+        ),
         namespace="shop",
     )
     (rule,) = policy.ingress or ()
@@ -114,17 +116,62 @@ def test_missing_namespace_is_default() -> None:
 @pytest.mark.parametrize(
     ("spec", "line", "field", "message"),
     [
-        ("spec:\n  ingress:\n  - ports: [{port: 70000}]", 6, "spec.ingress[0].ports[0].port", "less than or equal to 65535"),
-        ("spec:\n  ingress:\n  - ports: [{port: 80, protocol: ICMP}]", 6, "protocol", "'TCP', 'UDP' or 'SCTP'"),
-        ("spec:\n  ingress:\n  - ports: [{port: http, endPort: 90}]", 6, "ports[0]", "endPort needs a numeric port"),
+        (
+            "spec:\n  ingress:\n  - ports: [{port: 70000}]",
+            6,
+            "spec.ingress[0].ports[0].port",
+            "less than or equal to 65535",
+        ),
+        (
+            "spec:\n  ingress:\n  - ports: [{port: 80, protocol: ICMP}]",
+            6,
+            "protocol",
+            "'TCP', 'UDP' or 'SCTP'",
+        ),
+        (
+            "spec:\n  ingress:\n  - ports: [{port: http, endPort: 90}]",
+            6,
+            "ports[0]",
+            "endPort needs a numeric port",
+        ),
         ("spec:\n  ingress:\n  - ports: [{port: 90, endPort: 80}]", 6, "ports[0]", "below port 90"),
-        ("spec:\n  ingress:\n  - from:\n    - ipBlock: {cidr: 10.0.0.0/33}", 7, "ipBlock", "invalid CIDR '10.0.0.0/33'"),
-        ("spec:\n  ingress:\n  - from:\n    - ipBlock: {cidr: 10.0.0.1}", 7, "ipBlock", "missing prefix length"),
-        ("spec:\n  ingress:\n  - from:\n    - ipBlock: {cidr: 10.0.0.0/8, except: [11.0.0.0/16]}", 7, "ipBlock", "strict subset"),
-        ("spec:\n  podSelector:\n    matchExpressions:\n    - {key: a, operator: Equals}", 7, "operator", "'In', 'NotIn'"),
-        ("spec:\n  podSelector:\n    matchExpressions:\n    - {key: a, operator: In}", 7, "matchExpressions[0]", "needs at least one value"),
+        (
+            "spec:\n  ingress:\n  - from:\n    - ipBlock: {cidr: 10.0.0.0/33}",
+            7,
+            "ipBlock",
+            "invalid CIDR '10.0.0.0/33'",
+        ),
+        (
+            "spec:\n  ingress:\n  - from:\n    - ipBlock: {cidr: 10.0.0.1}",
+            7,
+            "ipBlock",
+            "missing prefix length",
+        ),
+        (
+            "spec:\n  ingress:\n  - from:\n    - ipBlock: {cidr: 10.0.0.0/8, except: [11.0.0.0/16]}",
+            7,
+            "ipBlock",
+            "strict subset",
+        ),
+        (
+            "spec:\n  podSelector:\n    matchExpressions:\n    - {key: a, operator: Equals}",
+            7,
+            "operator",
+            "'In', 'NotIn'",
+        ),
+        (
+            "spec:\n  podSelector:\n    matchExpressions:\n    - {key: a, operator: In}",
+            7,
+            "matchExpressions[0]",
+            "needs at least one value",
+        ),
         ("spec:\n  ingress:\n  - from:\n    - {}", 7, "from[0]", "needs podSelector"),
-        ("spec:\n  ingress:\n  - from:\n    - ipBlock: {cidr: 10.0.0.0/8}\n      podSelector: {}", 7, "from[0]", "cannot be combined"),
+        (
+            "spec:\n  ingress:\n  - from:\n    - ipBlock: {cidr: 10.0.0.0/8}\n      podSelector: {}",
+            7,
+            "from[0]",
+            "cannot be combined",
+        ),
         ("spec:\n  podSelector:\n    matchLabels: [a, b]", 6, "matchLabels", "valid dictionary"),
         ("spec:\n  policyTypes: [Both]", 5, "policyTypes[0]", "'Ingress' or 'Egress'"),
         ("spec:\n  ingress:\n  - ports: [{port: Web_Port}]", 6, "port", "invalid port name"),

@@ -18,6 +18,8 @@ from netwarden.model import ClusterState, Flow, parse_protocol
 REPO = Path(__file__).resolve().parents[2]
 CONFORMANCE = REPO.parent / "shared" / "conformance" / "network-policy-api"
 K8S_E2E = Path(__file__).parent / "cases" / "k8s_e2e"
+CALICO = Path(__file__).parent / "cases" / "calico"
+SHARED_INVENTORY = "_cluster.yaml"  # merged into every case of its folder
 
 
 @dataclass(frozen=True)
@@ -27,6 +29,7 @@ class Expectation:
     port: int
     protocol: str
     allowed: bool
+    staged: bool | None = None  # what the staged policy set decides, when the case has one
 
     def __str__(self) -> str:
         return f"{self.src} -> {self.dst} {self.port}/{self.protocol}"
@@ -46,14 +49,22 @@ class Case:
         docs: list[dict[str, Any]] = []
         for name, spec in self.data.get("namespaces", {}).items():
             labels = (spec or {}).get("labels", {})
-            docs.append({"apiVersion": "v1", "kind": "Namespace",
-                         "metadata": {"name": name, "labels": labels}})
+            docs.append(
+                {
+                    "apiVersion": "v1",
+                    "kind": "Namespace",
+                    "metadata": {"name": name, "labels": labels},
+                }
+            )
         for node in self.data.get("nodes", []) or []:
-            docs.append({
-                "apiVersion": "v1", "kind": "Node",
-                "metadata": {"name": node["name"], "labels": node.get("labels", {})},
-                "status": {"addresses": [{"type": "InternalIP", "address": node["ip"]}]},
-            })
+            docs.append(
+                {
+                    "apiVersion": "v1",
+                    "kind": "Node",
+                    "metadata": {"name": node["name"], "labels": node.get("labels", {})},
+                    "status": {"addresses": [{"type": "InternalIP", "address": node["ip"]}]},
+                }
+            )
         for pod in self.data.get("pods", []):
             ports = []
             for port in pod.get("ports", []):
@@ -63,19 +74,31 @@ class Case:
                 if port.get("name"):
                     declared["name"] = port["name"]
                 ports.append(declared)
-            spec: dict[str, Any] = {"containers": [{"name": "main", "image": "agnhost", "ports": ports}]}
+            spec: dict[str, Any] = {
+                "containers": [{"name": "main", "image": "agnhost", "ports": ports}]
+            }
             if pod.get("hostNetwork"):
                 spec["hostNetwork"] = True
             if pod.get("nodeName"):
                 spec["nodeName"] = pod["nodeName"]
-            docs.append({
-                "apiVersion": "v1", "kind": "Pod",
-                "metadata": {"name": pod["name"], "namespace": pod["namespace"],
-                             "labels": pod.get("labels", {})},
-                "spec": spec,
-                "status": {"podIP": pod["ip"], "podIPs": [{"ip": pod["ip"]}]} if pod.get("ip") else {},
-            })
-        return docs + list(self.data.get("policies", []))
+            if pod.get("serviceAccount"):
+                spec["serviceAccountName"] = pod["serviceAccount"]
+            docs.append(
+                {
+                    "apiVersion": "v1",
+                    "kind": "Pod",
+                    "metadata": {
+                        "name": pod["name"],
+                        "namespace": pod["namespace"],
+                        "labels": pod.get("labels", {}),
+                    },
+                    "spec": spec,
+                    "status": {"podIP": pod["ip"], "podIPs": [{"ip": pod["ip"]}]}
+                    if pod.get("ip")
+                    else {},
+                }
+            )
+        return docs + list(self.data.get("resources", [])) + list(self.data.get("policies", []))
 
     def cluster(self) -> ClusterState:
         text = yaml.safe_dump_all(self.manifests(), sort_keys=False)
@@ -85,7 +108,14 @@ class Case:
 
     def expectations(self) -> list[Expectation]:
         return [
-            Expectation(row["from"], row["to"], int(row["port"]), row["protocol"], row["allowed"])
+            Expectation(
+                row["from"],
+                row["to"],
+                int(row["port"]),
+                row["protocol"],
+                row["allowed"],
+                row.get("staged"),
+            )
             for row in self.data["expect"]
         ]
 
@@ -99,8 +129,20 @@ def flow_of(cluster: ClusterState, expectation: Expectation) -> Flow:
 
 
 def load_cases(folder: Path) -> list[Case]:
-    return [Case(path, yaml.safe_load(path.read_text())) for path in sorted(folder.glob("*.yaml"))]
+    """Every case file of a folder; a `_cluster.yaml` there is the shared inventory."""
+    shared_path = folder / SHARED_INVENTORY
+    shared = yaml.safe_load(shared_path.read_text()) if shared_path.exists() else {}
+    return [
+        Case(path, {**shared, **yaml.safe_load(path.read_text())})
+        for path in sorted(folder.glob("*.yaml"))
+        if path.name != SHARED_INVENTORY
+    ]
+
+
+def kubernetes_cases() -> list[Case]:
+    """The upstream suites: Kubernetes and network-policy-api resources only."""
+    return load_cases(CONFORMANCE) + load_cases(K8S_E2E)
 
 
 def all_cases() -> list[Case]:
-    return load_cases(CONFORMANCE) + load_cases(K8S_E2E)
+    return kubernetes_cases() + load_cases(CALICO)

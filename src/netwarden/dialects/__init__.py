@@ -5,6 +5,13 @@ lists the modules. Readers validate once, at reading, and every error names file
 field. To add a format, add a module, one line in `registry.DIALECTS`, and its tests.
 """
 
-from netwarden.dialects.loader import LoadResult, Skipped, load_documents, load_paths, load_text
+from netwarden.dialects.loader import (
+    LoadResult,
+    Notice,
+    Skipped,
+    load_documents,
+    load_paths,
+    load_text,
+)
 
-__all__ = ["LoadResult", "Skipped", "load_documents", "load_paths", "load_text"]
+__all__ = ["LoadResult", "Notice", "Skipped", "load_documents", "load_paths", "load_text"]

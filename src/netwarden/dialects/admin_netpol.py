@@ -266,6 +266,11 @@ def read_admin_policy(document: Document) -> list[Policy]:
     _check(document, kind, spec)
     baseline = kind == "BaselineAdminNetworkPolicy" or spec.tier == "Baseline"
     tier = BASELINE_TIER if baseline else ADMIN_TIER
+    # The names Calico gives these policies (libcalico-go lib/names), as flow logs show them.
+    if kind == "ClusterNetworkPolicy":
+        prefix = "kcnp.kube-baseline." if baseline else "kcnp.kube-admin."
+    else:
+        prefix = "kbanp.baselineadminnetworkpolicy." if baseline else "kanp.adminnetworkpolicy."
 
     def rules(direction: str) -> tuple[Rule, ...]:
         made = []
@@ -294,6 +299,7 @@ def read_admin_policy(document: Document) -> list[Policy]:
             ingress=rules("ingress") or None,
             egress=rules("egress") or None,
             source=document.location(),
+            calico_name=prefix + policy.metadata.name,
         )
     ]
 

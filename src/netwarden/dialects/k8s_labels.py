@@ -7,7 +7,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from netwarden.dialects.validation import Schema
-from netwarden.model import All, Has, In, Not, NotIn, Nothing, Selector, all_of
+from netwarden.model import All, Has, In, Not, Nothing, NotIn, Selector, all_of
 
 
 class LabelSelectorRequirement(Schema):

@@ -131,6 +131,12 @@ def _rule(
 
 
 def read_network_policy(document: Document) -> list[Policy]:
+    return [network_policy(document)]
+
+
+def network_policy(document: Document) -> Policy:
+    """One NetworkPolicy; also the spec of a Calico StagedKubernetesNetworkPolicy, whose
+    extra `stagedAction` the schema ignores."""
     policy = parse(document, NetworkPolicy)
     spec = policy.spec
     namespace = policy.metadata.namespace or "default"
@@ -150,19 +156,18 @@ def read_network_policy(document: Document) -> list[Policy]:
             _rule(document, ("spec", "egress", i), r.to, r.ports, namespace)
             for i, r in enumerate(spec.egress)
         )
-    return [
-        Policy(
-            name=policy.metadata.name,
-            kind="NetworkPolicy",
-            tier=DEFAULT_TIER.name,
-            subject=EndpointSelector(pods=spec.pod_selector.to_selector(), namespace=namespace),
-            namespace=namespace,
-            order=K8S_NETWORK_POLICY_ORDER,
-            ingress=ingress,
-            egress=egress,
-            source=document.location(),
-        )
-    ]
+    return Policy(
+        name=policy.metadata.name,
+        kind="NetworkPolicy",
+        tier=DEFAULT_TIER.name,
+        subject=EndpointSelector(pods=spec.pod_selector.to_selector(), namespace=namespace),
+        namespace=namespace,
+        order=K8S_NETWORK_POLICY_ORDER,
+        ingress=ingress,
+        egress=egress,
+        source=document.location(),
+        calico_name=f"knp.default.{policy.metadata.name}",
+    )
 
 
 READERS = {("networking.k8s.io", "NetworkPolicy"): read_network_policy}

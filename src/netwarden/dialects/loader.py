@@ -8,18 +8,24 @@ from pathlib import Path
 from typing import TypeVar
 
 from netwarden.dialects.k8s_inventory import Workload, finish_inventory
+from netwarden.dialects.k8s_services import BackendRecord, ServiceRecord, resolve_services
 from netwarden.dialects.registry import READERS
 from netwarden.dialects.source import Document, read_paths, read_text
 from netwarden.dialects.validation import fail, resource_name
 from netwarden.errors import InputError
 from netwarden.model import (
     BUILTIN_TIERS,
+    Action,
     ClusterState,
     Endpoint,
     Location,
     Namespace,
+    NetworkSet,
     Node,
     Policy,
+    Profile,
+    Rule,
+    ServiceAccount,
     Tier,
 )
 
@@ -37,9 +43,22 @@ class Skipped:
 
 
 @dataclass(frozen=True)
+class Notice:
+    """Something read and kept that the user should know about (e.g. an L7 match that L3/L4
+    enforcement cannot honour). Readers may return these among their parts."""
+
+    location: Location
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.location}: {self.message}"
+
+
+@dataclass(frozen=True)
 class LoadResult:
     cluster: ClusterState
     skipped: tuple[Skipped, ...]
+    notices: tuple[Notice, ...] = ()
 
 
 def api_group(api_version: str) -> str:
@@ -77,23 +96,69 @@ def load_documents(documents: Iterable[Document]) -> LoadResult:
             skipped.append(Skipped(document.location(), api_version, kind))
             continue
         parts.extend(reader(document))
-    return LoadResult(assemble(parts), tuple(skipped))
+    notices = tuple(part for part in parts if isinstance(part, Notice))
+    return LoadResult(assemble(parts), tuple(skipped), notices)
 
 
 def assemble(parts: Sequence[object]) -> ClusterState:
-    """Sort parts by type, reject duplicates, expand workloads that have no pods given."""
+    """Sort parts by type, reject duplicates, expand workloads that have no pods given, resolve
+    Services to their endpoints, and check that every policy's tier exists."""
     namespaces = _unique([p for p in parts if isinstance(p, Namespace)], lambda n: n.name)
     nodes = _unique([p for p in parts if isinstance(p, Node)], lambda n: n.name)
     pods = [p for p in parts if isinstance(p, Endpoint)]
     workloads = [p for p in parts if isinstance(p, Workload)]
     pods = _unique(finish_inventory(workloads, pods, nodes), lambda e: e.key)
-    policies = _unique([p for p in parts if isinstance(p, Policy)], lambda p: f"{p.kind} {p.key}")
+    # A staged policy stages the policy of the same kind and key: both may be given.
+    policies = _unique([p for p in parts if isinstance(p, Policy)], _policy_key)
     # A tier written in the input replaces the built-in tier of the same name.
     tiers = {tier.name: tier for tier in BUILTIN_TIERS}
     tiers.update({t.name: t for t in _unique([p for p in parts if isinstance(p, Tier)], _name)})
-    return ClusterState(
-        tuple(namespaces), tuple(nodes), tuple(pods), tuple(policies), tuple(tiers.values())
+    for policy in policies:
+        if policy.tier not in tiers:
+            message = f"{policy.kind} {policy.key}: tier {policy.tier!r} is not defined by a Tier"
+            raise InputError(policy.source, message)
+    network_sets = _unique([p for p in parts if isinstance(p, NetworkSet)], _network_set_key)
+    accounts = _unique(
+        [p for p in parts if isinstance(p, ServiceAccount)],
+        lambda a: f"ServiceAccount {a.namespace}/{a.name}",
     )
+    services = resolve_services(
+        _unique([p for p in parts if isinstance(p, ServiceRecord)], lambda s: f"Service {s.key}"),
+        _unique([p for p in parts if isinstance(p, BackendRecord)], lambda b: b.key),
+        pods,
+    )
+    profiles = _unique([p for p in parts if isinstance(p, Profile)], lambda p: f"Profile {p.name}")
+    if DEFAULT_ALLOW.name not in {p.name for p in profiles} and any(
+        DEFAULT_ALLOW.name in endpoint.profiles for endpoint in pods
+    ):
+        profiles.append(DEFAULT_ALLOW)
+    return ClusterState(
+        tuple(namespaces),
+        tuple(nodes),
+        tuple(pods),
+        tuple(policies),
+        tuple(tiers.values()),
+        network_sets=tuple(network_sets),
+        service_accounts=tuple(accounts),
+        services=tuple(services),
+        profiles=tuple(profiles),
+    )
+
+
+#: The profile Calico always provides; auto host endpoints use it to allow what no policy
+#: decides.
+DEFAULT_ALLOW = Profile(
+    "projectcalico-default-allow", ingress=(Rule(Action.ALLOW),), egress=(Rule(Action.ALLOW),)
+)
+
+
+def _policy_key(policy: Policy) -> str:
+    return f"{'staged ' if policy.staged else ''}{policy.kind} {policy.key}"
+
+
+def _network_set_key(network_set: NetworkSet) -> str:
+    kind = "NetworkSet" if network_set.namespace else "GlobalNetworkSet"
+    return f"{kind} {network_set.key}"
 
 
 def _name(tier: Tier) -> str:
@@ -125,4 +190,4 @@ def load_text(text: str, path: str = "<text>") -> LoadResult:
     return load_documents(read_text(text, path))
 
 
-__all__ = ["LoadResult", "Skipped", "load_documents", "load_paths", "load_text", "resource_name"]
+__all__ = ["LoadResult", "Notice", "Skipped", "load_documents", "load_paths", "load_text", "resource_name"]

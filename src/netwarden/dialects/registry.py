@@ -9,12 +9,19 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from netwarden.dialects import admin_netpol, k8s_inventory, k8s_netpol
+from netwarden.dialects import (
+    admin_netpol,
+    calico,
+    calico_inventory,
+    k8s_inventory,
+    k8s_netpol,
+    k8s_services,
+)
 from netwarden.dialects.source import Document
 
 Reader = Callable[[Document], Sequence[Any]]
 
-DIALECTS = (k8s_netpol, admin_netpol, k8s_inventory)
+DIALECTS = (k8s_netpol, admin_netpol, k8s_inventory, k8s_services, calico, calico_inventory)
 
 READERS: dict[tuple[str, str], Reader] = {
     key: reader for dialect in DIALECTS for key, reader in dialect.READERS.items()

@@ -47,9 +47,11 @@ def _item(node: yaml.Node, key: str | int) -> yaml.Node | None:
     if isinstance(node, yaml.MappingNode) and isinstance(key, str):
         for key_node, value_node in node.value:
             if key_node.value == key:
-                return value_node
+                found: yaml.Node = value_node
+                return found
     if isinstance(node, yaml.SequenceNode) and isinstance(key, int) and 0 <= key < len(node.value):
-        return node.value[key]
+        item: yaml.Node = node.value[key]
+        return item
     return None
 
 

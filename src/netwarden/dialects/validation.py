@@ -65,7 +65,9 @@ def parse(document: Document, schema: type[M], field_path: FieldPath = ()) -> M:
 def fail(document: Document, field_path: FieldPath, message: str) -> NoReturn:
     """Raise an InputError located at `field_path`, naming the resource and the field."""
     raise InputError(
-        document.location(field_path), message, f"{resource_name(document)}: {describe_path(field_path)}"
+        document.location(field_path),
+        message,
+        f"{resource_name(document)}: {describe_path(field_path)}",
     )
 
 

@@ -6,6 +6,18 @@ then into the vectorized path, with a property test that they agree.
 """
 
 from netwarden.engine.decide import PolicyEngine, decide, policy_order
+from netwarden.engine.vectorized import VectorEngine, evaluate
 from netwarden.engine.verdict import Decision, Reason, RuleStep, TierStep, Verdict
 
-__all__ = ["Decision", "PolicyEngine", "Reason", "RuleStep", "TierStep", "Verdict", "decide", "policy_order"]
+__all__ = [
+    "Decision",
+    "PolicyEngine",
+    "Reason",
+    "RuleStep",
+    "TierStep",
+    "VectorEngine",
+    "Verdict",
+    "decide",
+    "evaluate",
+    "policy_order",
+]

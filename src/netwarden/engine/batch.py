@@ -15,7 +15,7 @@ import numpy.typing as npt
 
 from netwarden.engine.verdict import Reason
 from netwarden.errors import UsageError
-from netwarden.model import ClusterState, Endpoint, Policy
+from netwarden.model import ClusterState, Endpoint, Policy, Profile
 
 
 @dataclass(frozen=True)
@@ -59,11 +59,16 @@ class DirectionColumns:
 
 @dataclass(frozen=True)
 class BatchResult:
+    """Columns per direction; a `policy` column entry indexes `policies`, or `profiles` when
+    the reason is PROFILE. `staged` is the same batch decided by the staged policy set."""
+
     batch: ProbeBatch
     policies: tuple[Policy, ...]
     tier_of_policy: tuple[str, ...]
     egress: DirectionColumns
     ingress: DirectionColumns
+    profiles: tuple[Profile, ...] = ()
+    staged: BatchResult | None = None
 
     @property
     def allowed(self) -> npt.NDArray[np.bool_]:
@@ -84,7 +89,9 @@ class BatchResult:
         if reason is Reason.TIER_DEFAULT:
             tier = self.tier_of_policy[policy_index] if policy_index >= 0 else "?"
             return f"{tier} (default {'allow' if columns.allowed[index] else 'deny'})"
-        return reason.value
+        if reason is Reason.PROFILE and policy_index >= 0:
+            return f"profile/{self.profiles[policy_index].name}[{int(columns.rule[index])}]"
+        return str(reason.value)
 
 
 def resolve_probes(cluster: ClusterState, probes: Sequence[Probe]) -> ProbeBatch:

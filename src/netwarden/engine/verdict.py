@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import Enum
 
-from netwarden.model import Action, Direction, Endpoint, Flow, Policy, Rule
+from netwarden.model import Action, Direction, Endpoint, Flow, Policy, Profile, Rule
 
 
 class Reason(Enum):
@@ -13,6 +13,9 @@ class Reason(Enum):
     TIER_DEFAULT = "tier-default"  # a tier selected the endpoint and nothing in it decided
     NO_TIER_DECIDED = "no-tier-decided"  # every tier skipped or passed: the profile allows
     NOT_A_SUBJECT = "not-a-subject"  # host or external endpoint: no policy can select it
+    FAILSAFE = "failsafe"  # a host endpoint's failsafe port: allowed before any policy
+    PROFILE = "profile"  # a host endpoint's profile rule allowed or denied
+    NO_PROFILE_ALLOWED = "host-endpoint-default-deny"  # a host endpoint nothing allowed
 
 
 @dataclass(frozen=True)
@@ -48,12 +51,14 @@ class Decision:
     policy: Policy | None = None
     rule_index: int | None = None
     steps: tuple[TierStep, ...] = ()
+    profile: Profile | None = None  # with Reason.PROFILE: the profile whose rule decided
 
     @property
     def rule(self) -> Rule | None:
-        if self.policy is None or self.rule_index is None:
+        if self.rule_index is None:
             return None
-        rules = self.policy.rules(self.direction)
+        owner = self.policy or self.profile
+        rules = owner.rules(self.direction) if owner is not None else None
         return rules[self.rule_index] if rules else None
 
     @property
@@ -65,7 +70,9 @@ class Decision:
             return f"{self.tier}/{self.policy.key}[{label}]"
         if self.reason is Reason.TIER_DEFAULT:
             return f"{self.tier} (default {'allow' if self.allowed else 'deny'})"
-        return self.reason.value
+        if self.reason is Reason.PROFILE and self.profile is not None:
+            return f"profile/{self.profile.name}[{self.rule_index}]"
+        return str(self.reason.value)
 
 
 @dataclass(frozen=True)
@@ -75,6 +82,7 @@ class Verdict:
     flow: Flow
     egress: Decision
     ingress: Decision
+    staged: Verdict | None = None  # what the staged policy set would decide, when there is one
 
     @property
     def allowed(self) -> bool:

@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cached_property
 from ipaddress import ip_address
 
-from netwarden.model.endpoints import Endpoint, EndpointKind, IPAddress, Namespace, Node
-from netwarden.model.policy import BUILTIN_TIERS, Policy, Tier
+from netwarden.model.endpoints import (
+    Endpoint,
+    EndpointKind,
+    IPAddress,
+    Namespace,
+    NetworkSet,
+    Node,
+    Service,
+    ServiceAccount,
+)
+from netwarden.model.policy import BUILTIN_TIERS, Policy, Profile, Tier
 
 
 @dataclass(frozen=True)
@@ -19,6 +28,10 @@ class ClusterState:
     endpoints: tuple[Endpoint, ...] = ()
     policies: tuple[Policy, ...] = ()
     tiers: tuple[Tier, ...] = BUILTIN_TIERS
+    network_sets: tuple[NetworkSet, ...] = ()
+    service_accounts: tuple[ServiceAccount, ...] = ()
+    services: tuple[Service, ...] = ()
+    profiles: tuple[Profile, ...] = ()
 
     @cached_property
     def namespace_labels(self) -> dict[str, dict[str, str]]:
@@ -42,6 +55,27 @@ class ClusterState:
             for ip in endpoint.ips:
                 found.setdefault(ip, endpoint)
         return found
+
+    @cached_property
+    def enforced_policies(self) -> tuple[Policy, ...]:
+        """The policies that decide verdicts: everything but staged policies."""
+        return tuple(policy for policy in self.policies if policy.staged is None)
+
+    @cached_property
+    def has_staged(self) -> bool:
+        return any(policy.staged is not None for policy in self.policies)
+
+    @cached_property
+    def service_account_labels(self) -> dict[tuple[str, str], dict[str, str]]:
+        return {(sa.namespace, sa.name): sa.labels for sa in self.service_accounts}
+
+    @cached_property
+    def services_by_key(self) -> dict[tuple[str, str], Service]:
+        return {(service.namespace, service.name): service for service in self.services}
+
+    @cached_property
+    def profiles_by_name(self) -> dict[str, Profile]:
+        return {profile.name: profile for profile in self.profiles}
 
     @cached_property
     def nodes_by_name(self) -> dict[str, Node]:

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import Enum
-from ipaddress import IPv4Address, IPv6Address
+from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
 
 from netwarden.model.location import Location
 
 IPAddress = IPv4Address | IPv6Address
+IPNetwork = IPv4Network | IPv6Network
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,7 @@ class NamedPort:
 class EndpointKind(Enum):
     POD = "pod"  # a workload with its own network identity; policies select it
     HOST = "host"  # the node's own network (a hostNetwork pod, the node itself)
+    HOST_ENDPOINT = "hostendpoint"  # a host interface under policy (Calico HostEndpoint)
     EXTERNAL = "external"  # an address outside the cluster
 
 
@@ -59,6 +61,7 @@ class Endpoint:
     node: str | None = None
     workload: str | None = None  # owner, e.g. "Deployment/frontend"
     service_account: str | None = None
+    profiles: tuple[str, ...] = ()  # host endpoints: the profiles applied after every tier
     source: Location | None = field(default=None, compare=False)
 
     @property
@@ -72,3 +75,52 @@ class Endpoint:
             if declared.name == name and declared.protocol == protocol:
                 return declared.port
         return None
+
+
+@dataclass(frozen=True)
+class NetworkSet:
+    """Labelled address blocks (Calico NetworkSet / GlobalNetworkSet): selectors in rules match
+    an address through the labels of every set that holds it. `namespace` None is global."""
+
+    name: str
+    nets: tuple[IPNetwork, ...]
+    labels: dict[str, str] = field(default_factory=dict, hash=False)
+    namespace: str | None = None
+    source: Location | None = field(default=None, compare=False)
+
+    @property
+    def key(self) -> str:
+        return f"{self.namespace}/{self.name}" if self.namespace else self.name
+
+
+@dataclass(frozen=True)
+class ServiceAccount:
+    name: str
+    namespace: str
+    labels: dict[str, str] = field(default_factory=dict, hash=False)
+    source: Location | None = field(default=None, compare=False)
+
+
+@dataclass(frozen=True)
+class ServicePort:
+    """A port a Service's endpoints serve (the target port, as the packet arrives)."""
+
+    port: int
+    protocol: int
+    name: str | None = None
+
+
+@dataclass(frozen=True)
+class Service:
+    """A Service resolved to the addresses and ports of its endpoints (EndpointSlices or
+    Endpoints, else the pods its selector picks)."""
+
+    name: str
+    namespace: str
+    ips: tuple[IPAddress, ...] = ()
+    ports: tuple[ServicePort, ...] = ()
+    source: Location | None = field(default=None, compare=False)
+
+    @property
+    def key(self) -> str:
+        return f"{self.namespace}/{self.name}"

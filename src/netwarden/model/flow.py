@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from netwarden.model.endpoints import Endpoint, IPAddress
-from netwarden.model.ports import PORTED_PROTOCOLS, protocol_name
+from netwarden.model.ports import ICMP, ICMPV6, PORTED_PROTOCOLS, protocol_name
 
 
 @dataclass(frozen=True)
@@ -22,6 +22,8 @@ class Flow:
     protocol: int
     src_ip: IPAddress | None = None
     dst_ip: IPAddress | None = None
+    icmp_type: int | None = None  # ICMP flows: echo request unless given
+    icmp_code: int | None = None
 
     def __post_init__(self) -> None:
         given = self.src_ip or self.dst_ip
@@ -30,6 +32,15 @@ class Flow:
             object.__setattr__(self, "src_ip", _address(self.src, version))
         if self.dst_ip is None:
             object.__setattr__(self, "dst_ip", _address(self.dst, version))
+        if self.protocol in (ICMP, ICMPV6) and self.icmp_type is None:
+            echo_request = 8 if self.protocol == ICMP else 128
+            object.__setattr__(self, "icmp_type", echo_request)
+            object.__setattr__(self, "icmp_code", 0)
+
+    def __str__(self) -> str:
+        proto = protocol_name(self.protocol)
+        where = f"{self.port}/{proto}" if self.protocol in PORTED_PROTOCOLS else proto
+        return f"{self.src.key} -> {self.dst.key} {where}"
 
 
 def _address(endpoint: Endpoint, version: int | None) -> IPAddress | None:
@@ -38,8 +49,3 @@ def _address(endpoint: Endpoint, version: int | None) -> IPAddress | None:
         if version is None or ip.version == version:
             return ip
     return None
-
-    def __str__(self) -> str:
-        proto = protocol_name(self.protocol)
-        where = f"{self.port}/{proto}" if self.protocol in PORTED_PROTOCOLS else proto
-        return f"{self.src.key} -> {self.dst.key} {where}"

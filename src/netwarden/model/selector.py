@@ -101,3 +101,58 @@ def all_of(terms: list[Selector]) -> Selector:
     if len(kept) == 1:
         return kept[0]
     return And(tuple(kept))
+
+
+# Calico-only predicates. Like `In`, each is false when the label is missing: a missing label
+# has no value to contain, start or end with anything.
+
+
+@dataclass(frozen=True)
+class Contains(Selector):
+    """Calico `key contains "value"`: the label's value has `value` as a substring."""
+
+    key: str
+    value: str
+
+    def matches(self, labels: Labels) -> bool:
+        actual = labels.get(self.key)
+        return actual is not None and self.value in actual
+
+
+@dataclass(frozen=True)
+class StartsWith(Selector):
+    """Calico `key starts with "value"`."""
+
+    key: str
+    value: str
+
+    def matches(self, labels: Labels) -> bool:
+        actual = labels.get(self.key)
+        return actual is not None and actual.startswith(self.value)
+
+
+@dataclass(frozen=True)
+class EndsWith(Selector):
+    """Calico `key ends with "value"`."""
+
+    key: str
+    value: str
+
+    def matches(self, labels: Labels) -> bool:
+        actual = labels.get(self.key)
+        return actual is not None and actual.endswith(self.value)
+
+
+@dataclass(frozen=True)
+class Global(Selector):
+    """Calico `global()`: not a predicate on labels but a statement about scope.
+
+    In a rule's `namespaceSelector` it means "non-namespaced resources" (host endpoints,
+    global network sets) instead of "endpoints in namespaces whose labels match". The engine
+    gives it that meaning where it resolves a namespace selector; here, evaluated against a
+    label set, it matches nothing, so code that does not know the context selects no namespace
+    rather than every one (fail closed). Calico's own parser evaluates the bare node as true.
+    """
+
+    def matches(self, labels: Labels) -> bool:
+        return False

@@ -1,0 +1,341 @@
+"""`netwarden lab`: a cluster description as real network namespaces, servers and probes.
+
+    netwarden lab up -f cluster/ --name demo [--external 203.0.113.7]
+    netwarden lab probe --name demo [--probes probes.csv] [-o json]
+    netwarden lab status [--name demo]
+    netwarden lab down --name demo        # or --all, also after a crash
+
+Needs root. The work is `netwarden.dataplane` (plan, apply, probe); this module only reads
+inputs and prints.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+from rich.text import Text
+
+from netwarden.cli.common import FilesOption, TableOrJson, stderr_console, stdout_console, warn
+from netwarden.cli.evaluate import port_protocol
+from netwarden.dataplane.lab import (
+    apply_lab,
+    destroy_all,
+    destroy_lab,
+    ip_batches,
+    lab_namespaces,
+    lab_processes,
+    list_states,
+    load_state,
+    name_prefix,
+    require_root,
+    server_command,
+    state_dir,
+)
+from netwarden.dataplane.lab_manifests import served_ports
+from netwarden.dataplane.lab_plan import LabError, LabPlan, check_lab_name, parse_external, plan_lab
+from netwarden.dataplane.lab_probe import (
+    DEFAULT_TIMEOUT,
+    DEFAULT_WORKERS,
+    ProbeOutcome,
+    ProbeResult,
+    matrix_probes,
+    run_probes,
+)
+from netwarden.dialects import load_documents
+from netwarden.dialects.probes import probe_location, read_probes
+from netwarden.dialects.source import read_paths
+from netwarden.engine.batch import Probe
+from netwarden.errors import InputError, UsageError
+from netwarden.model import protocol_name
+
+lab_app = typer.Typer(
+    name="lab",
+    help="Build a cluster as real network namespaces, probe it with real connections.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+
+NameOption = Annotated[
+    str,
+    typer.Option("--name", help="Lab name: 1-12 lower-case letters and digits."),
+]
+
+_STYLES = {
+    ProbeResult.CONNECTED: "bold green",
+    ProbeResult.REFUSED: "bold red",
+    ProbeResult.TIMEOUT: "bold yellow",
+    ProbeResult.SKIPPED: "dim",
+}
+
+
+@lab_app.command()
+def up(
+    files: FilesOption,
+    name: NameOption = "lab",
+    external: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--external",
+            metavar="IP[=PORT/PROTO,...]",
+            help="An external endpoint (a namespace behind the fabric). Repeatable. Without "
+            "ports it serves every port some pod serves.",
+        ),
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Print the commands instead of running them.")
+    ] = False,
+) -> None:
+    """Create the lab: namespaces, veth links, routes and a server per pod."""
+    if not files:
+        raise UsageError("no inputs: give manifests with -f FILE or -f DIR")
+    check_lab_name(name)
+    documents = read_paths(files)
+    result = load_documents(documents)
+    for skipped in result.skipped:
+        warn(str(skipped))
+    plan = plan_lab(
+        result.cluster,
+        name,
+        served=served_ports(documents, result.cluster),
+        externals=[parse_external(text) for text in external or []],
+        prefix=name_prefix(),
+    )
+    for message in plan.warnings:
+        warn(message)
+    if dry_run:
+        print_commands(plan)
+        return
+    state = apply_lab(plan)
+    console = stdout_console()
+    console.print(endpoint_table(plan))
+    console.print(
+        f"lab {name} up in {state.seconds:.2f} s: {len(plan.nodes)} nodes, "
+        f"{len(plan.endpoints)} endpoints, {len(plan.namespaces)} namespaces, "
+        f"{len(state.servers)} servers"
+    )
+
+
+@lab_app.command()
+def probe(
+    name: NameOption = "lab",
+    probes_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--probes",
+            help="CSV file with the header src,dst,port,protocol (as for evaluate). Default: "
+            "every endpoint to every other on every port it serves.",
+        ),
+    ] = None,
+    output: Annotated[TableOrJson, typer.Option("-o", "--output", help="Output format.")] = (
+        TableOrJson.TABLE
+    ),
+    timeout: Annotated[
+        float, typer.Option("--timeout", help="Seconds each probe waits for an answer.")
+    ] = DEFAULT_TIMEOUT,
+    parallel: Annotated[
+        int, typer.Option("--parallel", min=1, max=256, help="Probes run at once.")
+    ] = DEFAULT_WORKERS,
+) -> None:
+    """Run probes as real connections: connected, refused or timeout."""
+    require_root()
+    state = load_state(check_lab_name(name))
+    if state.status != "up":
+        raise LabError(f"lab {name} is not up (status {state.status}): `lab down` it and retry")
+    plan = state.plan
+    if probes_file is not None:
+        probes = read_probes(probes_file)
+        check_names(plan, probes, probes_file)
+    else:
+        probes = matrix_probes(plan)
+    started = time.monotonic()
+    outcomes = _run_with_progress(plan, probes, timeout, parallel)
+    seconds = time.monotonic() - started
+    if output is TableOrJson.JSON:
+        write_json(outcomes)
+    else:
+        print_outcomes(outcomes, seconds)
+    skipped = sum(1 for o in outcomes if o.result is ProbeResult.SKIPPED)
+    if skipped:
+        warn(f"{skipped} probe(s) skipped: the lab probes TCP and UDP only")
+
+
+@lab_app.command()
+def down(
+    name: NameOption = "lab",
+    every: Annotated[
+        bool, typer.Option("--all", help="Remove every lab, and anything a crash left behind.")
+    ] = False,
+) -> None:
+    """Remove the lab: servers, namespaces (with their links) and its state file."""
+    prefix = name_prefix()
+    teardowns = destroy_all(prefix) if every else [destroy_lab(check_lab_name(name), prefix)]
+    console = stdout_console()
+    if not teardowns or all(
+        not t.namespaces and not t.processes and not t.state_file for t in teardowns
+    ):
+        console.print("no lab to remove" if every else f"no lab named {name}")
+        return
+    for teardown in teardowns:
+        console.print(
+            f"lab {teardown.name} down: {teardown.namespaces} namespaces, "
+            f"{teardown.processes} servers removed"
+        )
+
+
+@lab_app.command()
+def status(
+    name: Annotated[str | None, typer.Option("--name", help="Show this lab's endpoints.")] = None,
+) -> None:
+    """List the labs, or one lab's endpoints."""
+    console = stdout_console()
+    if name is not None:
+        state = load_state(check_lab_name(name))
+        console.print(endpoint_table(state.plan))
+        return
+    prefix = name_prefix()
+    table = Table(show_edge=False, pad_edge=False)
+    for header in ("lab", "status", "nodes", "endpoints", "namespaces", "servers", "created"):
+        table.add_column(header)
+    states = list_states()
+    for state in states:
+        plan = state.plan
+        alive = set(lab_processes(plan.prefix))
+        running = sum(1 for s in state.servers if s.pid in alive)
+        table.add_row(
+            plan.name,
+            state.status,
+            str(len(plan.nodes)),
+            str(len(plan.endpoints)),
+            f"{len(lab_namespaces(plan.prefix))}/{len(plan.namespaces)}",
+            f"{running}/{len(state.servers)}",
+            time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(state.created)),
+        )
+    known = {state.plan.prefix for state in states}
+    leftovers = [n for n in lab_namespaces(f"{prefix}-") if not any(n.startswith(k) for k in known)]
+    if not states and not leftovers:
+        console.print(f"no lab is up (state files in {state_dir()})")
+        return
+    if states:
+        console.print(table)
+    if leftovers:
+        warn(
+            f"{len(leftovers)} namespace(s) without a lab state (e.g. {leftovers[0]}): "
+            "lab down --all"
+        )
+
+
+def endpoint_table(plan: LabPlan) -> Table:
+    table = Table(show_edge=False, pad_edge=False, title=f"lab {plan.name}")
+    for header in ("endpoint", "kind", "node", "addresses", "serves", "namespace"):
+        table.add_column(header, overflow="fold")
+    for endpoint in plan.endpoints:
+        table.add_row(
+            Text(endpoint.key),
+            endpoint.kind.value,
+            endpoint.node or "",
+            ", ".join(str(ip) for ip in endpoint.ips),
+            Text(", ".join(str(p) for p in endpoint.served)),
+            Text(endpoint.netns),
+        )
+    return table
+
+
+def print_commands(plan: LabPlan) -> None:
+    """What `lab up` would run, as a shell script."""
+    out = sys.stdout
+    for namespace in plan.namespaces:
+        out.write(f"ip netns add {namespace.name}\n")
+    for netns, lines in ip_batches(plan):
+        out.write(f"ip -n {netns} -batch - <<'EOF'\n" + "\n".join(lines) + "\nEOF\n")
+    for server in plan.servers:
+        out.write(" ".join(server_command(server)) + "\n")
+
+
+def check_names(plan: LabPlan, probes: Sequence[Probe], path: Path) -> None:
+    """Every endpoint a probe names must be in the lab; the error names the probe's line."""
+    known: dict[str, bool] = {}
+    for index, probe in enumerate(probes):
+        for column, name in (("src", probe.src), ("dst", probe.dst)):
+            if name not in known:
+                known[name] = plan.endpoint(name) is not None
+            if not known[name]:
+                raise InputError(
+                    probe_location(path, index),
+                    f"{name!r} is not in lab {plan.name} (an address outside the inventory "
+                    "needs `lab up --external IP`)",
+                    column,
+                )
+
+
+def _run_with_progress(
+    plan: LabPlan, probes: Sequence[Probe], timeout: float, parallel: int
+) -> list[ProbeOutcome]:
+    console = stderr_console()
+    columns = (
+        TextColumn("probing"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+    )
+    with Progress(
+        *columns, console=console, transient=True, disable=not console.is_terminal
+    ) as bar:
+        task = bar.add_task("probing", total=len(probes))
+        return run_probes(
+            plan,
+            probes,
+            timeout=timeout,
+            workers=parallel,
+            on_done=lambda: bar.advance(task),
+        )
+
+
+def write_json(outcomes: Sequence[ProbeOutcome]) -> None:
+    """One JSON array, one object per probe in input order."""
+    rows = (
+        json.dumps(
+            {
+                "src": o.probe.src,
+                "dst": o.probe.dst,
+                "port": o.probe.port,
+                "protocol": protocol_name(o.probe.protocol),
+                "result": o.result.value,
+            }
+        )
+        for o in outcomes
+    )
+    body = ",\n".join(rows)
+    sys.stdout.write(f"[\n{body}\n]\n" if body else "[]\n")
+    sys.stdout.flush()
+
+
+def print_outcomes(outcomes: Sequence[ProbeOutcome], seconds: float) -> None:
+    table = Table(show_edge=False, pad_edge=False)
+    for header in ("src", "dst", "port/proto"):
+        table.add_column(header, overflow="fold")
+    table.add_column("result", no_wrap=True)
+    table.add_column("seen", overflow="fold")
+    for outcome in outcomes:
+        probe = outcome.probe
+        table.add_row(
+            Text(probe.src),
+            Text(probe.dst),
+            port_protocol(probe.port, probe.protocol),
+            Text(outcome.result.value, style=_STYLES[outcome.result]),
+            outcome.detail,
+        )
+    counts = Counter(o.result for o in outcomes)
+    summary = ", ".join(f"{counts[r]} {r.value}" for r in ProbeResult if counts[r])
+    rate = len(outcomes) / seconds if seconds > 0 else 0.0
+    console = stdout_console()
+    console.print(table)
+    console.print(f"{summary or 'no probes'} in {seconds:.2f} s ({rate:.0f} probes/s)")
