@@ -75,7 +75,10 @@ metadata:
   name: shop
   labels: {team: web, kubernetes.io/metadata.name: spoofed}
 """).namespaces
-    assert ns == Namespace("shop", {"team": "web", "kubernetes.io/metadata.name": "shop"})
+    assert ns == Namespace(
+        "shop",
+        {"team": "web", "kubernetes.io/metadata.name": "shop", "projectcalico.org/name": "shop"},
+    )
     assert ns.source is not None and (ns.source.path, ns.source.line) == ("inv.yaml", 1)
 
 
@@ -150,17 +153,37 @@ status:
         # defaults: namespace "default", no node, no addresses
         ("metadata: {name: p}", "default/p", EndpointKind.POD, (), None),
         # podIP when podIPs is absent, of either family
-        ("metadata: {name: p}\nstatus: {podIP: 10.1.0.9}", "default/p", EndpointKind.POD,
-         (ip("10.1.0.9"),), None),
-        ("metadata: {name: p}\nstatus: {podIP: '2001:db8::9'}", "default/p", EndpointKind.POD,
-         (ip("2001:db8::9"),), None),
+        (
+            "metadata: {name: p}\nstatus: {podIP: 10.1.0.9}",
+            "default/p",
+            EndpointKind.POD,
+            (ip("10.1.0.9"),),
+            None,
+        ),
+        (
+            "metadata: {name: p}\nstatus: {podIP: '2001:db8::9'}",
+            "default/p",
+            EndpointKind.POD,
+            (ip("2001:db8::9"),),
+            None,
+        ),
         # hostNetwork: a host endpoint (its node unknown here, so no addresses)
-        ("metadata: {name: p, namespace: x}\nspec: {hostNetwork: true, nodeName: n9}", "x/p",
-         EndpointKind.HOST, (), "n9"),
+        (
+            "metadata: {name: p, namespace: x}\nspec: {hostNetwork: true, nodeName: n9}",
+            "x/p",
+            EndpointKind.HOST,
+            (),
+            "n9",
+        ),
         # `kubectl get -o yaml` nulls and empty objects; nulls a template engine leaves
-        ("metadata: {name: p, creationTimestamp: null, labels: null}\n"
-         "spec: {containers: null, nodeSelector: null, securityContext: {}}\nstatus: {}",
-         "default/p", EndpointKind.POD, (), None),
+        (
+            "metadata: {name: p, creationTimestamp: null, labels: null}\n"
+            "spec: {containers: null, nodeSelector: null, securityContext: {}}\nstatus: {}",
+            "default/p",
+            EndpointKind.POD,
+            (),
+            None,
+        ),
     ],
 )
 def test_pod_defaults(
@@ -187,8 +210,13 @@ def test_pod_defaults(
 )
 def test_pod_owner(labels: dict[str, str], owners: list[str], workload: str | None) -> None:
     refs = [
-        {"apiVersion": "v1", "kind": owner.split("/")[0], "name": owner.split("/")[1].strip("?"),
-         "uid": "u", "controller": not owner.endswith("?")}
+        {
+            "apiVersion": "v1",
+            "kind": owner.split("/")[0],
+            "name": owner.split("/")[1].strip("?"),
+            "uid": "u",
+            "controller": not owner.endswith("?"),
+        }
         for owner in owners
     ]
     metadata = {"name": "p", "labels": labels, "ownerReferences": refs}
@@ -228,9 +256,15 @@ def test_workload_pod_template() -> None:
     assert web.pod.labels == {"app": "web", "tier": "front"}
     assert web.pod.ports == (NamedPort("http", 8080, TCP),)
     assert (web.pod.kind, web.pod.service_account, web.node_selector) == (
-        EndpointKind.POD, "web", {})
+        EndpointKind.POD,
+        "web",
+        {},
+    )
     assert (agent.pod.kind, agent.pod.service_account, agent.node_selector) == (
-        EndpointKind.HOST, "default", {"zone": "edge"})
+        EndpointKind.HOST,
+        "default",
+        {"zone": "edge"},
+    )
     assert web.source is not None and web.source.line == 2
 
 
@@ -400,7 +434,9 @@ def test_stand_ins_name_their_workload_as_real_pods_do() -> None:
 
 
 def test_host_network_pods_get_their_node_addresses() -> None:
-    state = cluster(NODES.read_text() + """\
+    state = cluster(
+        NODES.read_text()
+        + """\
 ---
 apiVersion: v1
 kind: Pod
@@ -426,7 +462,8 @@ spec:
   template:
     metadata: {labels: {app: proxy}}
     spec: {hostNetwork: true}
-""")
+"""
+    )
     assert {e.name: (e.kind, e.ips) for e in state.endpoints} == {
         "agent": (EndpointKind.HOST, (ip("10.0.0.1"), ip("fd00::1"))),
         "printed": (EndpointKind.HOST, (ip("10.0.0.1"),)),  # as kubectl printed it
@@ -475,7 +512,11 @@ def test_kubectl_get_pods_nodes_namespaces_list() -> None:
     assert result.skipped == ()
     state = result.cluster
     assert [ns.name for ns in state.namespaces] == ["default", "kube-system", "shop"]
-    assert state.namespace_labels["shop"] == {"kubernetes.io/metadata.name": "shop", "team": "shop"}
+    assert state.namespace_labels["shop"] == {
+        "kubernetes.io/metadata.name": "shop",
+        "projectcalico.org/name": "shop",
+        "team": "shop",
+    }
     assert [(n.name, n.ips) for n in state.nodes] == [
         ("kind-control-plane", (ip("172.18.0.2"), ip("fc00:f853:ccd:e793::2"))),
         ("kind-worker", (ip("172.18.0.3"),)),  # its ExternalIP is not its own address
@@ -523,16 +564,34 @@ def test_directory_of_files() -> None:
     [
         ("bad-pod-ip.yaml", 11, "Pod shop/web: status.podIP: invalid IP address '10.0.0.300'"),
         ("bad-pod-ip.json", 9, "Pod shop/web: status.podIPs[1].ip: invalid IP address 'fd00::zz'"),
-        ("port-out-of-range.yaml", 18, "Deployment shop/web: spec.template.spec.containers[0]"
-         ".ports[0].containerPort: Input should be less than or equal to 65535"),
-        ("protocol-icmp.yaml", 12, "Pod pinger: spec.containers[0].ports[0].protocol: "
-         "Input should be 'TCP', 'UDP' or 'SCTP'"),
-        ("labels-list.yaml", 12, "Pod shop/web: metadata.labels: "
-         "Input should be a valid dictionary"),
-        ("bad-node-ip.yaml", 13, "Node worker-1: status.addresses[1].address: "
-         "invalid IP address '10.0.0.1/24'"),
-        ("selector-mismatch.yaml", 11, "CronJob shop/report: spec.jobTemplate.spec.selector: "
-         "selector does not match the template's labels"),
+        (
+            "port-out-of-range.yaml",
+            18,
+            "Deployment shop/web: spec.template.spec.containers[0]"
+            ".ports[0].containerPort: Input should be less than or equal to 65535",
+        ),
+        (
+            "protocol-icmp.yaml",
+            12,
+            "Pod pinger: spec.containers[0].ports[0].protocol: "
+            "Input should be 'TCP', 'UDP' or 'SCTP'",
+        ),
+        (
+            "labels-list.yaml",
+            12,
+            "Pod shop/web: metadata.labels: Input should be a valid dictionary",
+        ),
+        (
+            "bad-node-ip.yaml",
+            13,
+            "Node worker-1: status.addresses[1].address: invalid IP address '10.0.0.1/24'",
+        ),
+        (
+            "selector-mismatch.yaml",
+            11,
+            "CronJob shop/report: spec.jobTemplate.spec.selector: "
+            "selector does not match the template's labels",
+        ),
     ],
 )
 def test_errors_are_located_in_files(name: str, line: int, message: str) -> None:
@@ -549,28 +608,59 @@ DEPLOYMENT = "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: d}\nspec:\
 @pytest.mark.parametrize(
     ("text", "line", "message"),
     [
-        (POD + "  containers:\n  - ports: [{containerPort: 0}]\n", 6,
-         "Pod p: spec.containers[0].ports[0].containerPort: Input should be greater than or equal"),
-        (POD + "  containers:\n  - ports: [{name: HTTP_1, containerPort: 80}]\n", 6,
-         "Pod p: spec.containers[0].ports[0].name: invalid port name 'HTTP_1'"),
+        (
+            POD + "  containers:\n  - ports: [{containerPort: 0}]\n",
+            6,
+            "Pod p: spec.containers[0].ports[0].containerPort: Input should be greater than or equal",
+        ),
+        (
+            POD + "  containers:\n  - ports: [{name: HTTP_1, containerPort: 80}]\n",
+            6,
+            "Pod p: spec.containers[0].ports[0].name: invalid port name 'HTTP_1'",
+        ),
         (POD + "  hostNetwork: 'yes'\n", 5, "Pod p: spec.hostNetwork: Input should be a valid"),
-        (POD + "  initContainers:\n  - {name: i, restartPolicy: Never}\n", 6,
-         "Pod p: spec.initContainers[0].restartPolicy: Input should be 'Always'"),
+        (
+            POD + "  initContainers:\n  - {name: i, restartPolicy: Never}\n",
+            6,
+            "Pod p: spec.initContainers[0].restartPolicy: Input should be 'Always'",
+        ),
         # a label written without a value is an error, not dropped
-        ("apiVersion: v1\nkind: Pod\nmetadata:\n  name: p\n  labels:\n    app:\n", 6,
-         "Pod p: metadata.labels.app: Input should be a valid string"),
-        ("apiVersion: v1\nkind: Pod\nmetadata: {namespace: x}\n", 3,
-         "Pod: metadata.name: Field required"),
-        (DEPLOYMENT + "  selector: {}\n  template: {}\n", 5,
-         "Deployment d: spec.selector: empty selector is invalid"),
-        (DEPLOYMENT + "  replicas: -1\n", 5,
-         "Deployment d: spec.replicas: Input should be greater than or equal to 0"),
-        (DEPLOYMENT + "  selector: {matchLabels: {a: b}}\n", 5,
-         "Deployment d: spec.template: Field required"),
-        (DEPLOYMENT + "  selector: {matchLabels: {a: b}}\n  template: {metadata: {}}\n", 5,
-         "Deployment d: spec.selector: selector does not match the template's labels"),
-        ("apiVersion: v1\nkind: ReplicationController\nmetadata: {name: r}\nspec:\n"
-         "  selector: {a: b}\n  template: {}\n", 5, "ReplicationController r: spec.selector: "),
+        (
+            "apiVersion: v1\nkind: Pod\nmetadata:\n  name: p\n  labels:\n    app:\n",
+            6,
+            "Pod p: metadata.labels.app: Input should be a valid string",
+        ),
+        (
+            "apiVersion: v1\nkind: Pod\nmetadata: {namespace: x}\n",
+            3,
+            "Pod: metadata.name: Field required",
+        ),
+        (
+            DEPLOYMENT + "  selector: {}\n  template: {}\n",
+            5,
+            "Deployment d: spec.selector: empty selector is invalid",
+        ),
+        (
+            DEPLOYMENT + "  replicas: -1\n",
+            5,
+            "Deployment d: spec.replicas: Input should be greater than or equal to 0",
+        ),
+        (
+            DEPLOYMENT + "  selector: {matchLabels: {a: b}}\n",
+            5,
+            "Deployment d: spec.template: Field required",
+        ),
+        (
+            DEPLOYMENT + "  selector: {matchLabels: {a: b}}\n  template: {metadata: {}}\n",
+            5,
+            "Deployment d: spec.selector: selector does not match the template's labels",
+        ),
+        (
+            "apiVersion: v1\nkind: ReplicationController\nmetadata: {name: r}\nspec:\n"
+            "  selector: {a: b}\n  template: {}\n",
+            5,
+            "ReplicationController r: spec.selector: ",
+        ),
     ],
 )
 def test_errors_are_located(text: str, line: int, message: str) -> None:

@@ -57,7 +57,8 @@ def test_shop_fixture() -> None:
     result = load_paths([FIXTURES / "shop.yaml"])
     cluster = result.cluster
     assert result.skipped == () and result.notices == ()
-    assert cluster.service_accounts == (ServiceAccount("web", "shop", {"tier": "frontend"}),)
+    named = {"tier": "frontend", "projectcalico.org/name": "web"}
+    assert cluster.service_accounts == (ServiceAccount("web", "shop", named),)
     assert cluster.service_account_labels == {("shop", "web"): {"tier": "frontend"}}
     by_key = cluster.services_by_key
     assert list(by_key) == [("shop", "web"), ("shop", "db"), ("shop", "legacy"), ("shop", "cache")]
@@ -182,7 +183,9 @@ def test_defaults_and_the_cluster_lookup() -> None:
     text = "apiVersion: v1\nkind: ServiceAccount\nmetadata: {name: robot}\n---\n"
     text += "apiVersion: v1\nkind: Service\nmetadata: {name: api}\n"
     cluster: ClusterState = load_text(text).cluster
-    assert cluster.service_accounts == (ServiceAccount("robot", "default"),)
+    assert cluster.service_accounts == (
+        ServiceAccount("robot", "default", {"projectcalico.org/name": "robot"}),
+    )
     assert cluster.services_by_key["default", "api"] == Service("api", "default")
 
 

@@ -238,7 +238,9 @@ def _check(document: Document, kind: str, spec: AdminSpec) -> None:
                 fail(document, (*where, "action"), f"{kind} actions are {names}, not {rule.action}")
             peers = rule.from_ if direction == "ingress" else rule.to
             if peers is None:
-                fail(document, where, f"{direction} rule needs '{peers_key}' with at least one peer")
+                fail(
+                    document, where, f"{direction} rule needs '{peers_key}' with at least one peer"
+                )
             for j, peer in enumerate(raw[direction][i][peers_key]):
                 for field in peer:
                     if field not in allowed:
@@ -248,7 +250,9 @@ def _check(document: Document, kind: str, spec: AdminSpec) -> None:
 def _check_port_field(document: Document, kind: str) -> None:
     """v1alpha1 rules take `ports`, v1alpha2 rules `protocols`: say so before the schema
     complains about the inside of the wrong one."""
-    wrong, right = ("ports", "protocols") if kind == "ClusterNetworkPolicy" else ("protocols", "ports")
+    wrong, right = (
+        ("ports", "protocols") if kind == "ClusterNetworkPolicy" else ("protocols", "ports")
+    )
     spec = document.data.get("spec")
     for direction in ("ingress", "egress"):
         rules = spec.get(direction) if isinstance(spec, dict) else None

@@ -18,12 +18,13 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from ipaddress import ip_network
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
 from netwarden.dialects.calico_selector import parse_selector
 from netwarden.dialects.k8s_common import _check_port_name
+from netwarden.dialects.notice import Notice
 from netwarden.dialects.source import Document, FieldPath
 from netwarden.dialects.validation import Schema, fail
 from netwarden.errors import SelectorError
@@ -50,9 +51,6 @@ from netwarden.model import (
     Selector,
     ServiceAccountMatch,
 )
-
-if TYPE_CHECKING:
-    from netwarden.dialects.loader import Notice
 
 UDPLITE = 136
 PROTOCOL_NAMES = {
@@ -93,10 +91,6 @@ def cleaned(document: Document) -> Document:
 
 
 def notice(location: Location, message: str) -> Notice:
-    """A `loader.Notice`; imported here because the loader imports the registry, which
-    imports the dialects."""
-    from netwarden.dialects.loader import Notice
-
     return Notice(location, message)
 
 

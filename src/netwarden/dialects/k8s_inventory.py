@@ -39,6 +39,7 @@ from netwarden.model import (
 )
 
 NAMESPACE_NAME_LABEL = "kubernetes.io/metadata.name"
+CALICO_NAME_LABEL = "projectcalico.org/name"
 POD_TEMPLATE_HASH_LABEL = "pod-template-hash"
 
 
@@ -241,8 +242,9 @@ def _parse(document: Document, schema: type[SchemaT]) -> SchemaT:
 
 def read_namespace(document: Document) -> list[Namespace]:
     meta = _parse(document, Resource).metadata
-    # The API server always sets this label to the name, whatever the manifest says.
-    labels = {**meta.labels, NAMESPACE_NAME_LABEL: meta.name}
+    # The API server always sets this label to the name, whatever the manifest says; Calico
+    # lets namespace selectors name a namespace by its own label for the name too.
+    labels = {**meta.labels, NAMESPACE_NAME_LABEL: meta.name, CALICO_NAME_LABEL: meta.name}
     return [Namespace(meta.name, labels, document.location())]
 
 

@@ -117,8 +117,11 @@ class NetworkPolicy(Schema):
 
 
 def _rule(
-    document: Document, path: tuple[str | int, ...], peers: list[NetworkPolicyPeer],
-    ports: list[NetworkPolicyPort], namespace: str,
+    document: Document,
+    path: tuple[str | int, ...],
+    peers: list[NetworkPolicyPeer],
+    ports: list[NetworkPolicyPort],
+    namespace: str,
 ) -> Rule:
     """Empty `from`/`to` means every peer, empty `ports` every port: both are `()` here."""
     return Rule(

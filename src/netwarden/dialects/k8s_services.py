@@ -245,7 +245,9 @@ def read_endpoints(document: Document) -> list[BackendRecord]:
 def read_service_account(document: Document) -> list[ServiceAccount]:
     meta = parse(cleaned(document), ServiceAccountResource).metadata
     namespace = meta.namespace or "default"
-    return [ServiceAccount(meta.name, namespace, dict(meta.labels), document.location())]
+    # Calico lets service account selectors name an account by this label.
+    labels = {**meta.labels, "projectcalico.org/name": meta.name}
+    return [ServiceAccount(meta.name, namespace, labels, document.location())]
 
 
 # Resolution

@@ -9,6 +9,7 @@ from typing import TypeVar
 
 from netwarden.dialects.k8s_inventory import Workload, finish_inventory
 from netwarden.dialects.k8s_services import BackendRecord, ServiceRecord, resolve_services
+from netwarden.dialects.notice import Notice
 from netwarden.dialects.registry import READERS
 from netwarden.dialects.source import Document, read_paths, read_text
 from netwarden.dialects.validation import fail, resource_name
@@ -39,19 +40,9 @@ class Skipped:
     kind: str
 
     def __str__(self) -> str:
-        return f"{self.location}: skipped {self.kind} ({self.api_version}): not a kind netwarden reads"
-
-
-@dataclass(frozen=True)
-class Notice:
-    """Something read and kept that the user should know about (e.g. an L7 match that L3/L4
-    enforcement cannot honour). Readers may return these among their parts."""
-
-    location: Location
-    message: str
-
-    def __str__(self) -> str:
-        return f"{self.location}: {self.message}"
+        return (
+            f"{self.location}: skipped {self.kind} ({self.api_version}): not a kind netwarden reads"
+        )
 
 
 @dataclass(frozen=True)
@@ -190,4 +181,12 @@ def load_text(text: str, path: str = "<text>") -> LoadResult:
     return load_documents(read_text(text, path))
 
 
-__all__ = ["LoadResult", "Notice", "Skipped", "load_documents", "load_paths", "load_text", "resource_name"]
+__all__ = [
+    "LoadResult",
+    "Notice",
+    "Skipped",
+    "load_documents",
+    "load_paths",
+    "load_text",
+    "resource_name",
+]
