@@ -59,7 +59,7 @@ def test_shop_fixture() -> None:
     assert result.skipped == () and result.notices == ()
     named = {"tier": "frontend", "projectcalico.org/name": "web"}
     assert cluster.service_accounts == (ServiceAccount("web", "shop", named),)
-    assert cluster.service_account_labels == {("shop", "web"): {"tier": "frontend"}}
+    assert cluster.service_account_labels == {("shop", "web"): named}
     by_key = cluster.services_by_key
     assert list(by_key) == [("shop", "web"), ("shop", "db"), ("shop", "legacy"), ("shop", "cache")]
     # from its pods: a named targetPort resolves on each pod
