@@ -24,6 +24,7 @@ system-deps:
 demo: install
 	$(BIN)/netwarden evaluate -f examples/shop --probes examples/shop/probes.csv
 	$(BIN)/netwarden explain -f examples/shop shop/frontend-0 shop/db-0 5432/TCP
+	$(BIN)/netwarden evaluate -f examples/shop -f examples/calico --probes examples/calico/probes.csv
 
 lint: install
 	$(BIN)/ruff check src tests benchmarks

@@ -298,8 +298,10 @@ def _summary(decision: Decision) -> str:
         rule = decision.rule
         label = _rule_label(rule.name if rule else "", decision.rule_index)
         where = f" at {rule.source}" if rule is not None and rule.source else ""
+        if rule is not None and rule.name:
+            label = f"{label} (index {decision.rule_index})"
         return (
-            f"{verb} by rule {label} (index {decision.rule_index}) of {decision.policy.kind} "
+            f"{verb} by rule {label} of {decision.policy.kind} "
             f"{calico_name(decision.policy)} in tier {decision.tier}{where}"
         )
     count = len(decision.steps[-1].policies) if decision.steps else 0
