@@ -3,7 +3,8 @@
     NetwardenError
      ├── InputError            bad input: carries file, line and the field at fault
      │    └── SelectorError    an invalid selector expression (with its column)
-     └── UsageError            a command used wrongly (bad flag combination, unknown name)
+     ├── UsageError            a command used wrongly (bad flag combination, unknown name)
+     └── WriteError            a policy a writer's target cannot express (names the construct)
 
 The CLI turns any of these into a `file:line: message` diagnostic and exit code 2; anything else
 is a bug and may show a traceback.
@@ -46,3 +47,18 @@ class SelectorError(InputError):
 
 class UsageError(NetwardenError):
     """A command was used wrongly: an unknown endpoint name, a malformed probe, bad flags."""
+
+
+class WriteError(NetwardenError):
+    """A writer's target cannot express something the model holds: the writer stops rather
+    than drop it (fail closed). Names the resource, where it was read, and the construct."""
+
+    def __init__(self, location: Location | None, resource: str, message: str) -> None:
+        self.location = location
+        self.resource = resource
+        self.message = message
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        where = f"{self.location}: " if self.location else ""
+        return f"{where}{self.resource}: {self.message}"

@@ -91,6 +91,7 @@ spec:
         ("spec: {podSelector: {}}", 0, None),  # Ingress is always implied
         ("spec: {podSelector: {}, egress: [{}]}", 0, 1),  # Egress implied by egress rules
         ("spec: {podSelector: {}, egress: []}", 0, None),  # ... but not by an empty list
+        ("spec: {podSelector: {}, policyTypes: [], egress: [{}]}", 0, 1),  # empty = absent
         ("spec: {podSelector: {}, policyTypes: [Egress]}", None, 0),
         ("spec: {podSelector: {}, policyTypes: [Egress], ingress: [{}]}", None, 0),
         ("spec: {podSelector: {}, policyTypes: [Ingress, Egress], ingress: [{}]}", 1, 0),

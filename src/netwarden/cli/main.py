@@ -17,6 +17,7 @@ from typer.core import TyperGroup
 from netwarden import __version__
 from netwarden.cli import evaluate, explain
 from netwarden.cli.common import report_error
+from netwarden.cli.compile import compile_command
 from netwarden.cli.lab import lab_app
 from netwarden.cli.selector import selector
 from netwarden.errors import NetwardenError
@@ -48,6 +49,7 @@ app = typer.Typer(
 app.command()(evaluate.evaluate)
 app.command()(explain.explain)
 app.command()(selector)
+app.command(name="compile")(compile_command)
 app.add_typer(lab_app, name="lab")
 
 

@@ -145,7 +145,7 @@ def network_policy(document: Document) -> Policy:
     namespace = policy.metadata.namespace or "default"
     # The API server's defaulting: Ingress always, Egress when egress rules are present.
     types = spec.policy_types
-    if types is None:
+    if not types:  # absent or empty: the API server defaults it
         types = ["Ingress", "Egress"] if spec.egress else ["Ingress"]
     ingress: tuple[Rule, ...] | None = None
     egress: tuple[Rule, ...] | None = None

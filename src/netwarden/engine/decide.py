@@ -62,8 +62,11 @@ FAILSAFE_OUTBOUND = frozenset(
 
 
 def policy_order(policy: Policy) -> tuple[float, str]:
-    """Within a tier: by order (none last), then by name."""
-    return (policy.order if policy.order is not None else float("inf"), policy.key)
+    """Within a tier: by order (none last), then by name as Calico names it, so a Kubernetes
+    policy (`ns/knp.default.web`) sorts among Calico policies of equal order as it does there."""
+    name = policy.calico_name or policy.name
+    key = f"{policy.namespace}/{name}" if policy.namespace else name
+    return (policy.order if policy.order is not None else float("inf"), key)
 
 
 def staged_policy_set(policies: tuple[Policy, ...]) -> tuple[Policy, ...]:
