@@ -4,7 +4,10 @@
      ├── InputError            bad input: carries file, line and the field at fault
      │    └── SelectorError    an invalid selector expression (with its column)
      ├── UsageError            a command used wrongly (bad flag combination, unknown name)
-     └── WriteError            a policy a writer's target cannot express (names the construct)
+     ├── WriteError            a policy a writer's target cannot express (names the construct)
+     ├── CompileError          policies a dataplane cannot enforce exactly (fail closed)
+     ├── ApplyError            a ruleset was not loaded; the previous one is still in place
+     └── LabError              the lab cannot be planned, built, probed or torn down
 
 The CLI turns any of these into a `file:line: message` diagnostic and exit code 2; anything else
 is a bug and may show a traceback.
@@ -62,3 +65,15 @@ class WriteError(NetwardenError):
     def __str__(self) -> str:
         where = f"{self.location}: " if self.location else ""
         return f"{where}{self.resource}: {self.message}"
+
+
+class CompileError(NetwardenError):
+    """Policies that a dataplane cannot enforce exactly: compiling stops (fail closed)."""
+
+
+class ApplyError(NetwardenError):
+    """A ruleset was not loaded; the previous one is still in place."""
+
+
+class LabError(NetwardenError):
+    """The lab cannot be planned, built, probed or torn down."""

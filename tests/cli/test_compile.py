@@ -7,6 +7,7 @@ from pathlib import Path
 import yaml
 
 from netwarden.cli.compile import TARGETS, write_by_kind
+from netwarden.dataplane.nftables import calico_interface
 from netwarden.dialects import load_paths
 from netwarden.dialects.calico_writer import write_calico
 from netwarden.dialects.k8s_writer import write_k8s
@@ -89,7 +90,32 @@ def test_write_error_exits_2_and_writes_nothing(run: Run, tmp_path: Path) -> Non
 
 def test_unknown_target(run: Run) -> None:
     result = run("compile", "-f", SHOP, "--target", "nftables-next")
-    assert_input_error(result, "unknown target 'nftables-next' (choose from k8s, calico)")
+    assert_input_error(result, "unknown target 'nftables-next' (choose from k8s, calico, nftables)")
+
+
+def test_nftables_target_prints_one_nodes_ruleset(run: Run) -> None:
+    result = run("compile", "-f", SHOP, "--target", "nftables", "--node", "node-a")
+    assert result.exit_code == 0, result.stderr
+    script = result.stdout
+    assert script.startswith("# netwarden: nftables ruleset for node node-a")
+    assert "table inet netwarden {" in script
+    # the shop's pods on node-a are dispatched by their Calico-style interface names
+    cluster = load_paths([SHOP]).cluster
+    local = [e for e in cluster.endpoints if e.node == "node-a"]
+    assert local
+    for endpoint in local:
+        assert calico_interface(endpoint.namespace or "", endpoint.name) in script
+    # rules are attributed to tier/policy/rule
+    assert 'comment "default/shop/' in script
+
+
+def test_nftables_target_needs_a_known_node(run: Run) -> None:
+    result = run("compile", "-f", SHOP, "--target", "nftables")
+    assert_input_error(result, "--target nftables needs --node NODE")
+    result = run("compile", "-f", SHOP, "--target", "nftables", "--node", "nowhere")
+    assert_input_error(result, "unknown node 'nowhere'")
+    result = run("compile", "-f", SHOP, "--target", "calico", "--node", "node-a")
+    assert_input_error(result, "--node is for ruleset targets")
 
 
 def test_bad_input(run: Run, tmp_path: Path) -> None:

@@ -31,9 +31,10 @@ from netwarden.dataplane.lab import (
     lab_processes,
     list_states,
 )
-from netwarden.dataplane.lab_plan import LabError, LabPlan
+from netwarden.dataplane.lab_plan import LabPlan
 from netwarden.dataplane.lab_probe import ProbeOutcome, ProbeResult, matrix_probes, run_probes
 from netwarden.engine.batch import Probe
+from netwarden.errors import LabError
 from netwarden.model import TCP, UDP
 from tests.dataplane.conftest import TEST_PREFIX
 from tests.dataplane.test_lab_plan import SMALL, small_plan
@@ -177,7 +178,7 @@ def test_silent_drop_is_timeout_and_icmp_prohibited_is_refused(lab: Lab) -> None
         subprocess.run([*ip, "blackhole", f"{api.ips[0]}/32"], check=True)
         outcomes = run_probes(lab.plan, probes, timeout=0.3)
         assert [o.result for o in outcomes] == [TIMEOUT, TIMEOUT]
-        assert all(0.25 < o.seconds < 1.0 for o in outcomes)
+        assert all(0.25 < o.seconds < 3.0 for o in outcomes)  # bounded, with room for a busy CI
         subprocess.run([*ip, "prohibit", f"{api.ips[0]}/32"], check=True)
         outcomes = run_probes(lab.plan, probes, timeout=0.3)
         assert [(o.result, o.detail) for o in outcomes] == [(REFUSED, "ICMP host unreachable")] * 2

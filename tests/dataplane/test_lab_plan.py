@@ -14,7 +14,6 @@ from netwarden.dataplane.lab_manifests import served_ports
 from netwarden.dataplane.lab_plan import (
     ExternalSpec,
     LabEndpoint,
-    LabError,
     LabPlan,
     Role,
     ServedPort,
@@ -27,7 +26,7 @@ from netwarden.dataplane.lab_probe import matrix_probes, resolve, run_probes
 from netwarden.dialects import load_documents, load_text
 from netwarden.dialects.source import read_paths, read_text
 from netwarden.engine.batch import Probe
-from netwarden.errors import InputError
+from netwarden.errors import InputError, LabError
 from netwarden.model import TCP, UDP, ClusterState, EndpointKind
 
 FIXTURES = Path(__file__).parent / "fixtures" / "lab"

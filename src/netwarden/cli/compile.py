@@ -1,8 +1,9 @@
-"""`netwarden compile -f PATH... --target k8s|calico [-o DIR]`: the model back out as manifests.
+"""`netwarden compile -f PATH... --target k8s|calico|nftables [--node NODE] [-o DIR]`.
 
-The policies read with `-f` are written for one target: multi-document YAML on stdout, or one
-file per resource kind in DIR. A policy the target cannot express is an error (exit 2) and
-nothing is written. To add a target, add one line to `TARGETS`.
+Manifest targets write the policies read with `-f` back out: multi-document YAML on stdout, or
+one file per resource kind in DIR. Ruleset targets compile what one node enforces and print it.
+A policy the target cannot express is an error (exit 2) and nothing is written. To add a
+target, add one line to `TARGETS` (manifests) or `RULESETS` (per-node rulesets).
 """
 
 from __future__ import annotations
@@ -16,17 +17,30 @@ import typer
 import yaml
 
 from netwarden.cli.common import FilesOption, load_cluster, warn
+from netwarden.dataplane.nftables import calico_interfaces, compile_ruleset
 from netwarden.dialects.calico_writer import write_calico
 from netwarden.dialects.k8s_writer import write_k8s
 from netwarden.errors import UsageError
 from netwarden.model import ClusterState
 
 Writer = Callable[[ClusterState], Sequence[dict[str, Any]]]
+RulesetCompiler = Callable[[ClusterState, str], str]
 
 #: Target name -> the writer that turns a cluster into that target's manifests.
 TARGETS: dict[str, Writer] = {
     "k8s": write_k8s,
     "calico": write_calico,
+}
+
+
+def _nftables(cluster: ClusterState, node: str) -> str:
+    """Interfaces are named as Calico names them when no lab gives the names."""
+    return compile_ruleset(cluster, node, calico_interfaces(cluster, node)).script
+
+
+#: Target name -> the compiler of one node's ruleset (text, as the dataplane loads it).
+RULESETS: dict[str, RulesetCompiler] = {
+    "nftables": _nftables,
 }
 
 
@@ -38,7 +52,7 @@ def compile_command(
             "--target",
             "-t",
             metavar="TARGET",
-            help=f"What to write: {' | '.join(TARGETS)}.",
+            help=f"What to write: {' | '.join([*TARGETS, *RULESETS])}.",
             show_default=False,
         ),
     ],
@@ -52,11 +66,26 @@ def compile_command(
             file_okay=False,
         ),
     ] = None,
+    node: Annotated[
+        str | None,
+        typer.Option("--node", metavar="NODE", help="The node to compile a ruleset for."),
+    ] = None,
 ) -> None:
-    """Write the policies read with -f as manifests for TARGET."""
+    """Write the policies read with -f as manifests for TARGET, or one node's ruleset."""
+    if target in RULESETS:
+        if node is None or output_dir is not None:
+            raise UsageError(f"--target {target} needs --node NODE and prints to stdout")
+        cluster = load_cluster(files)
+        if node not in cluster.nodes_by_name and not any(e.node == node for e in cluster.endpoints):
+            raise UsageError(f"unknown node {node!r}: no Node object or pod names it")
+        sys.stdout.write(RULESETS[target](cluster, node))
+        return
     writer = TARGETS.get(target)
     if writer is None:
-        raise UsageError(f"unknown target {target!r} (choose from {', '.join(TARGETS)})")
+        choices = ", ".join([*TARGETS, *RULESETS])
+        raise UsageError(f"unknown target {target!r} (choose from {choices})")
+    if node is not None:
+        raise UsageError(f"--node is for ruleset targets ({', '.join(RULESETS)})")
     documents = list(writer(load_cluster(files)))
     if not documents:
         warn("nothing to write: the inputs hold no policies")

@@ -1,7 +1,8 @@
 """`netwarden lab`: a cluster description as real network namespaces, servers and probes.
 
-    netwarden lab up -f cluster/ --name demo [--external 203.0.113.7]
-    netwarden lab probe --name demo [--probes probes.csv] [-o json]
+    netwarden lab up -f cluster/ --name demo [--external 203.0.113.7] [--enforce]
+    netwarden lab apply -f cluster/ --name demo   # compile + load the policies again
+    netwarden lab probe --name demo [--probes probes.csv] [--compare] [-o json]
     netwarden lab status [--name demo]
     netwarden lab down --name demo        # or --all, also after a crash
 
@@ -16,6 +17,7 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated
 
@@ -25,8 +27,11 @@ from rich.table import Table
 from rich.text import Text
 
 from netwarden.cli.common import FilesOption, TableOrJson, stderr_console, stdout_console, warn
-from netwarden.cli.evaluate import port_protocol
+from netwarden.cli.evaluate import port_protocol, verdict_text
 from netwarden.dataplane.lab import (
+    AppliedRuleset,
+    LabState,
+    SourceText,
     apply_lab,
     destroy_all,
     destroy_lab,
@@ -37,11 +42,21 @@ from netwarden.dataplane.lab import (
     load_state,
     name_prefix,
     require_root,
+    save_state,
     server_command,
     state_dir,
 )
+from netwarden.dataplane.lab_enforce import (
+    agrees,
+    compile_lab,
+    enforce_lab,
+    engine_verdicts,
+    lab_view,
+    read_sources,
+    source_documents,
+)
 from netwarden.dataplane.lab_manifests import served_ports
-from netwarden.dataplane.lab_plan import LabError, LabPlan, check_lab_name, parse_external, plan_lab
+from netwarden.dataplane.lab_plan import LabPlan, check_lab_name, parse_external, plan_lab
 from netwarden.dataplane.lab_probe import (
     DEFAULT_TIMEOUT,
     DEFAULT_WORKERS,
@@ -50,12 +65,11 @@ from netwarden.dataplane.lab_probe import (
     matrix_probes,
     run_probes,
 )
-from netwarden.dialects import load_documents
+from netwarden.dialects import LoadResult, load_documents
 from netwarden.dialects.probes import probe_location, read_probes
-from netwarden.dialects.source import read_paths
 from netwarden.engine.batch import Probe
-from netwarden.errors import InputError, UsageError
-from netwarden.model import protocol_name
+from netwarden.errors import InputError, LabError, UsageError
+from netwarden.model import EndpointKind, protocol_name
 
 lab_app = typer.Typer(
     name="lab",
@@ -73,6 +87,7 @@ _STYLES = {
     ProbeResult.CONNECTED: "bold green",
     ProbeResult.REFUSED: "bold red",
     ProbeResult.TIMEOUT: "bold yellow",
+    ProbeResult.DROPPED: "bold yellow",
     ProbeResult.SKIPPED: "dim",
 }
 
@@ -93,12 +108,21 @@ def up(
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Print the commands instead of running them.")
     ] = False,
+    enforce: Annotated[
+        bool,
+        typer.Option(
+            "--enforce",
+            help="Compile the inputs' policies to nftables for every lab node and load them "
+            "before any pod is connected.",
+        ),
+    ] = False,
 ) -> None:
     """Create the lab: namespaces, veth links, routes and a server per pod."""
     if not files:
         raise UsageError("no inputs: give manifests with -f FILE or -f DIR")
     check_lab_name(name)
-    documents = read_paths(files)
+    sources = read_sources(files)
+    documents = source_documents(sources)
     result = load_documents(documents)
     for skipped in result.skipped:
         warn(str(skipped))
@@ -111,10 +135,19 @@ def up(
     )
     for message in plan.warnings:
         warn(message)
+    rulesets = compile_lab(result.cluster, plan) if enforce else None  # before anything is made
+    for notice in result.notices if enforce else ():
+        warn(str(notice))
     if dry_run:
         print_commands(plan)
+        for node, ruleset in rulesets or ():
+            sys.stdout.write(f"ip netns exec {node.netns} nft -f - <<'EOF'\n{ruleset.script}EOF\n")
         return
-    state = apply_lab(plan)
+    state = apply_lab(
+        plan,
+        sources=sources,
+        enforce=(lambda: enforce_lab(rulesets, flush=False)) if rulesets is not None else None,
+    )
     console = stdout_console()
     console.print(endpoint_table(plan))
     console.print(
@@ -122,6 +155,56 @@ def up(
         f"{len(plan.endpoints)} endpoints, {len(plan.namespaces)} namespaces, "
         f"{len(state.servers)} servers"
     )
+    if state.enforced:
+        print_rulesets(state.rulesets)
+
+
+@lab_app.command("apply")
+def apply_policies(files: FilesOption, name: NameOption = "lab") -> None:
+    """Compile the inputs' policies for every lab node and load them: one `nft -f`
+    transaction per node. A ruleset that fails to load changes nothing."""
+    if not files:
+        raise UsageError("no inputs: give manifests with -f FILE or -f DIR")
+    require_root()
+    state = _up_state(name)
+    sources = read_sources(files)
+    result = _load(sources)
+    plan = state.plan
+    rulesets = compile_lab(result.cluster, plan)
+    inputs = {e.key for e in result.cluster.endpoints if e.kind is EndpointKind.POD}
+    lab_pods = {e.key for e in plan.endpoints if e.kind is EndpointKind.POD}
+    for key in sorted(lab_pods - inputs):
+        warn(f"{key} is in lab {name} but not in the inputs: its traffic is dropped")
+    for key in sorted(inputs - lab_pods):
+        warn(f"{key} is in the inputs but not in lab {name}: `lab up` again to add it")
+    applied = enforce_lab(rulesets)
+    save_state(replace(state, sources=sources, rulesets=applied))
+    print_rulesets(applied)
+
+
+def print_rulesets(rulesets: Sequence[AppliedRuleset]) -> None:
+    console = stdout_console()
+    for ruleset in rulesets:
+        console.print(
+            f"node {ruleset.node}: nftables ruleset loaded ({ruleset.chains} chains, "
+            f"{ruleset.rules} rules, {ruleset.sets} sets, {ruleset.elements} set elements)"
+        )
+
+
+def _up_state(name: str) -> LabState:
+    state = load_state(check_lab_name(name))
+    if state.status != "up":
+        raise LabError(f"lab {name} is not up (status {state.status}): `lab down` it and retry")
+    return state
+
+
+def _load(sources: Sequence[SourceText]) -> LoadResult:
+    result = load_documents(source_documents(sources))
+    for skipped in result.skipped:
+        warn(str(skipped))
+    for notice in result.notices:
+        warn(str(notice))
+    return result
 
 
 @lab_app.command()
@@ -144,28 +227,50 @@ def probe(
     parallel: Annotated[
         int, typer.Option("--parallel", min=1, max=256, help="Probes run at once.")
     ] = DEFAULT_WORKERS,
+    compare: Annotated[
+        bool,
+        typer.Option(
+            "--compare",
+            help="Add the engine's verdict for the lab's inputs and whether the probe shows it "
+            "(allowed: connected; denied: timeout or dropped). Exit code 1 on any mismatch.",
+        ),
+    ] = False,
 ) -> None:
-    """Run probes as real connections: connected, refused or timeout."""
+    """Run probes as real connections: connected, refused, timeout or dropped."""
     require_root()
-    state = load_state(check_lab_name(name))
-    if state.status != "up":
-        raise LabError(f"lab {name} is not up (status {state.status}): `lab down` it and retry")
+    state = _up_state(name)
     plan = state.plan
     if probes_file is not None:
         probes = read_probes(probes_file)
         check_names(plan, probes, probes_file)
     else:
         probes = matrix_probes(plan)
+    verdicts: list[bool] | None = None
+    if compare:
+        if not state.sources:
+            raise LabError(f"lab {name} recorded no inputs to compare with: `lab up` it again")
+        if not state.enforced:
+            warn(f"lab {name} enforces no policy (`lab up --enforce` or `lab apply`)")
+        verdicts = engine_verdicts(lab_view(_load(state.sources).cluster, plan), probes)
     started = time.monotonic()
     outcomes = _run_with_progress(plan, probes, timeout, parallel)
     seconds = time.monotonic() - started
+    matches = (
+        [agrees(o, allowed) for o, allowed in zip(outcomes, verdicts, strict=True)]
+        if verdicts is not None
+        else None
+    )
     if output is TableOrJson.JSON:
-        write_json(outcomes)
+        write_json(outcomes, verdicts, matches)
     else:
-        print_outcomes(outcomes, seconds)
+        print_outcomes(outcomes, seconds, verdicts, matches)
     skipped = sum(1 for o in outcomes if o.result is ProbeResult.SKIPPED)
     if skipped:
         warn(f"{skipped} probe(s) skipped: the lab probes TCP and UDP only")
+    wrong = sum(1 for match in matches or () if match is False)
+    if wrong:
+        warn(f"{wrong} probe(s) disagree with the engine")
+        raise typer.Exit(1)
 
 
 @lab_app.command()
@@ -203,7 +308,8 @@ def status(
         return
     prefix = name_prefix()
     table = Table(show_edge=False, pad_edge=False)
-    for header in ("lab", "status", "nodes", "endpoints", "namespaces", "servers", "created"):
+    headers = ("lab", "status", "nodes", "endpoints", "namespaces", "servers", "policy", "created")
+    for header in headers:
         table.add_column(header)
     states = list_states()
     for state in states:
@@ -217,6 +323,7 @@ def status(
             str(len(plan.endpoints)),
             f"{len(lab_namespaces(plan.prefix))}/{len(plan.namespaces)}",
             f"{running}/{len(state.servers)}",
+            "nftables" if state.enforced else "-",
             time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(state.created)),
         )
     known = {state.plan.prefix for state in states}
@@ -299,42 +406,72 @@ def _run_with_progress(
         )
 
 
-def write_json(outcomes: Sequence[ProbeOutcome]) -> None:
-    """One JSON array, one object per probe in input order."""
-    rows = (
-        json.dumps(
-            {
-                "src": o.probe.src,
-                "dst": o.probe.dst,
-                "port": o.probe.port,
-                "protocol": protocol_name(o.probe.protocol),
-                "result": o.result.value,
-            }
-        )
-        for o in outcomes
-    )
+def write_json(
+    outcomes: Sequence[ProbeOutcome],
+    verdicts: Sequence[bool] | None = None,
+    matches: Sequence[bool | None] | None = None,
+) -> None:
+    """One JSON array, one object per probe in input order; with a comparison, each object
+    also has `allowed` (the engine's verdict) and `match` (null when not probed)."""
+
+    def row(index: int, o: ProbeOutcome) -> str:
+        data: dict[str, object] = {
+            "src": o.probe.src,
+            "dst": o.probe.dst,
+            "port": o.probe.port,
+            "protocol": protocol_name(o.probe.protocol),
+            "result": o.result.value,
+        }
+        if verdicts is not None and matches is not None:
+            data["allowed"] = verdicts[index]
+            data["match"] = matches[index]
+        return json.dumps(data)
+
+    rows = (row(i, o) for i, o in enumerate(outcomes))
     body = ",\n".join(rows)
     sys.stdout.write(f"[\n{body}\n]\n" if body else "[]\n")
     sys.stdout.flush()
 
 
-def print_outcomes(outcomes: Sequence[ProbeOutcome], seconds: float) -> None:
+def print_outcomes(
+    outcomes: Sequence[ProbeOutcome],
+    seconds: float,
+    verdicts: Sequence[bool] | None = None,
+    matches: Sequence[bool | None] | None = None,
+) -> None:
     table = Table(show_edge=False, pad_edge=False)
     for header in ("src", "dst", "port/proto"):
         table.add_column(header, overflow="fold")
     table.add_column("result", no_wrap=True)
     table.add_column("seen", overflow="fold")
-    for outcome in outcomes:
+    if verdicts is not None:
+        table.add_column("engine", no_wrap=True)
+        table.add_column("match", no_wrap=True)
+    for index, outcome in enumerate(outcomes):
         probe = outcome.probe
-        table.add_row(
+        cells = [
             Text(probe.src),
             Text(probe.dst),
-            port_protocol(probe.port, probe.protocol),
+            Text(port_protocol(probe.port, probe.protocol)),
             Text(outcome.result.value, style=_STYLES[outcome.result]),
-            outcome.detail,
-        )
+            Text(outcome.detail),
+        ]
+        if verdicts is not None and matches is not None:
+            cells.append(verdict_text(verdicts[index]))
+            match = matches[index]
+            cells.append(
+                Text("-", style="dim")
+                if match is None
+                else Text("yes", style="green")
+                if match
+                else Text("NO", style="bold red")
+            )
+        table.add_row(*cells)
     counts = Counter(o.result for o in outcomes)
     summary = ", ".join(f"{counts[r]} {r.value}" for r in ProbeResult if counts[r])
+    if matches is not None:
+        wrong = sum(1 for m in matches if m is False)
+        summary += f"; {wrong} mismatch{'es' if wrong != 1 else ''} with the engine"
     rate = len(outcomes) / seconds if seconds > 0 else 0.0
     console = stdout_console()
     console.print(table)

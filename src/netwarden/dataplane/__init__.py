@@ -8,12 +8,17 @@ Two parts, each consuming the engine's resolved form and never re-deciding seman
   namespace serving the declared TCP/UDP ports and real probes between them. Planning is pure
   (`plan_lab`: ClusterState -> LabPlan); `apply_lab` / `destroy_lab` make and remove it; the
   state file under /run/netwarden/labs lets `probe` and `down` run from another process.
-- enforcement backends (nftables, next): compile the engine's resolved policies into rulesets
-  applied atomically inside the lab's namespaces or on a real host.
+- enforcement: `nftables` renders the engine's resolved form of one node
+  (`netwarden.engine.resolve`) as one `nft -f` script (`NftablesBackend.compile`), `apply`
+  loads it as one transaction (the previous ruleset stays on any error), and `lab_enforce`
+  compiles every lab node from the lab's inputs, loads the rulesets before any pod is
+  connected (`lab up --enforce`) or after a change (`lab apply`), and compares probes with
+  the engine (`lab probe --compare`).
 
 To add a backend: one module here (`<name>.py`, e.g. `nftables.py`) with a class named after
 its role (`NftablesBackend`) exposing `compile` (pure, golden-tested) and `apply` (a
-transaction that leaves the last good state on error), one line in the backend registry table,
-its tests in `tests/dataplane/test_<name>.py` (root tests marked `@pytest.mark.root` and run in
-a lab), and fixtures in `tests/dataplane/fixtures/<name>/`.
+transaction that leaves the last good state on error), one line in the `compile` command's
+target table, its tests in `tests/dataplane/test_<name>.py` (root tests marked
+`@pytest.mark.root` and run in a lab), and golden outputs in `tests/dataplane/golden/`.
+Nothing is imported here: every lab server imports this package at start-up.
 """

@@ -25,7 +25,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -34,7 +34,6 @@ from pydantic import TypeAdapter
 from netwarden.dataplane.lab_plan import (
     DEFAULT_PREFIX,
     ROUTER_MAC,
-    LabError,
     LabPlan,
     LabRoute,
     LabServer,
@@ -42,6 +41,7 @@ from netwarden.dataplane.lab_plan import (
     lab_prefix,
 )
 from netwarden.dataplane.netns import NETNS_DIR, write_sysctl
+from netwarden.errors import LabError
 from netwarden.model import TCP, UDP
 
 #: Environment overrides: where state files live, and the first part of every name.
@@ -62,15 +62,43 @@ class ServerProcess:
 
 
 @dataclass(frozen=True)
+class SourceText:
+    """One input file as it was read, kept so the lab can be re-decided later."""
+
+    path: str
+    text: str
+
+
+@dataclass(frozen=True)
+class AppliedRuleset:
+    """A ruleset loaded in a lab node's namespace."""
+
+    node: str
+    netns: str
+    chains: int
+    rules: int
+    sets: int
+    elements: int
+    sha256: str
+
+
+@dataclass(frozen=True)
 class LabState:
     """What `lab up` made, saved so that `probe`, `status` and `down` work from any process.
-    `status` is `creating` until every part exists, then `up`."""
+    `status` is `creating` until every part exists, then `up`. `sources` are the inputs the
+    lab (and its enforced policies, if any) came from; `rulesets` what is enforced now."""
 
     plan: LabPlan
     status: str
     servers: tuple[ServerProcess, ...]
     created: float  # Unix time
     seconds: float  # how long `lab up` took
+    sources: tuple[SourceText, ...] = ()
+    rulesets: tuple[AppliedRuleset, ...] = ()
+
+    @property
+    def enforced(self) -> bool:
+        return bool(self.rulesets)
 
 
 @dataclass(frozen=True)
@@ -208,19 +236,30 @@ def list_states(directory: Path | None = None) -> list[LabState]:
 # --- up -------------------------------------------------------------------------------------
 
 
-def apply_lab(plan: LabPlan, directory: Path | None = None) -> LabState:
-    """Create the lab and start its servers; on any failure remove everything made so far."""
+def apply_lab(
+    plan: LabPlan,
+    directory: Path | None = None,
+    *,
+    sources: Sequence[SourceText] = (),
+    enforce: Callable[[], Sequence[AppliedRuleset]] | None = None,
+) -> LabState:
+    """Create the lab and start its servers; on any failure remove everything made so far.
+
+    `enforce`, when given, loads the rulesets into the node namespaces right after they are
+    created and before any link exists, so no pod is ever reachable without its policy."""
     require_root()
     started = time.monotonic()
     if state_path(plan.name, directory).exists() or lab_namespaces(plan.prefix):
         raise LabError(f"lab {plan.name!r} already exists: `netwarden lab down --name {plan.name}`")
-    state = LabState(plan, "creating", (), time.time(), 0.0)
+    state = LabState(plan, "creating", (), time.time(), 0.0, tuple(sources))
     save_state(state, directory)  # first: a crash from here on leaves a trace for `down`
     try:
         for namespace in plan.namespaces:
             _ip(["netns", "add", namespace.name])
         for netns, key, value in sysctls(plan):
             write_sysctl(netns, key, value)
+        if enforce is not None:
+            state = replace(state, rulesets=tuple(enforce()))
         for netns, lines in ip_batches(plan):
             _ip(["-n", netns, "-batch", "-"], "\n".join(lines) + "\n")
         servers = start_servers(plan.servers)
@@ -398,8 +437,10 @@ def _alive(pid: int) -> bool:
 
 
 __all__ = [
+    "AppliedRuleset",
     "LabState",
     "ServerProcess",
+    "SourceText",
     "Teardown",
     "apply_lab",
     "destroy_all",

@@ -18,9 +18,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
-from netwarden.dataplane.lab_plan import LabError, ServedPort, parse_ports
+from netwarden.dataplane.lab_plan import ServedPort, parse_ports
 from netwarden.dialects.source import Document
 from netwarden.dialects.validation import fail
+from netwarden.errors import LabError
 from netwarden.model import ClusterState, parse_protocol
 
 LAB_PORTS_ANNOTATION = "lab.netwarden.io/ports"

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from ipaddress import IPv4Address, IPv4Network, ip_address
 
-from netwarden.errors import NetwardenError
+from netwarden.errors import LabError
 from netwarden.model import (
     PORTED_PROTOCOLS,
     TCP,
@@ -57,10 +57,6 @@ _LAB_NAME = re.compile(r"[a-z0-9]{1,12}")
 _PREFIX = re.compile(r"[a-z]{1,5}")
 _SAFE_PART = re.compile(r"[a-z0-9][a-z0-9.-]*")
 _MAX_NETNS = 200  # /run/netns/<name> must stay a valid file name (255 bytes)
-
-
-class LabError(NetwardenError):
-    """The lab cannot be planned, built, probed or torn down."""
 
 
 class Role(StrEnum):

@@ -9,8 +9,9 @@ bound to the source's address, then:
   `connected`; an ICMP port unreachable (reported by the kernel on a connected UDP socket):
   `refused`; nothing: `timeout`.
 
-Any other ICMP error (host/net unreachable, administratively prohibited) and a local
-EPERM (an output hook dropped the packet) count as `refused`: the network answered no. SCTP and
+Any other ICMP error (host/net unreachable, administratively prohibited) counts as `refused`:
+the network answered no. A local EPERM is `dropped`: the sender's own node dropped the packet
+in its output hook (nftables), as a silent drop on the way is `timeout`. SCTP and
 portless protocols are not probed (`skipped`). Probes run on a bounded thread pool and each one
 ends within its timeout, so a run takes at most about `len(probes) * timeout / workers`.
 """
@@ -27,9 +28,10 @@ from dataclasses import dataclass
 from enum import StrEnum
 from ipaddress import IPv4Address, ip_address
 
-from netwarden.dataplane.lab_plan import LAB_PROTOCOLS, LabEndpoint, LabError, LabPlan
+from netwarden.dataplane.lab_plan import LAB_PROTOCOLS, LabEndpoint, LabPlan
 from netwarden.dataplane.netns import entered
 from netwarden.engine.batch import Probe
+from netwarden.errors import LabError
 from netwarden.model import SCTP, TCP, protocol_name
 
 DEFAULT_TIMEOUT = 1.0
@@ -42,7 +44,6 @@ _REFUSING = {
     errno.EHOSTUNREACH: "ICMP host unreachable",  # also "communication administratively prohibited"
     errno.ENETUNREACH: "ICMP network unreachable",
     errno.EACCES: "ICMP net/host prohibited",
-    errno.EPERM: "dropped by a local filter",
     errno.EPROTO: "protocol error",
 }
 
@@ -51,6 +52,7 @@ class ProbeResult(StrEnum):
     CONNECTED = "connected"
     REFUSED = "refused"
     TIMEOUT = "timeout"
+    DROPPED = "dropped"  # the sender's own node dropped it (EPERM from a local filter)
     SKIPPED = "skipped"  # not probed: SCTP, ICMP
 
 
@@ -204,6 +206,8 @@ def _udp(target: ProbeTarget, port: int, timeout: float) -> tuple[ProbeResult, s
 def _refused(error: OSError, refused: str) -> tuple[ProbeResult, str]:
     if error.errno == errno.ECONNREFUSED:
         return ProbeResult.REFUSED, refused
+    if error.errno == errno.EPERM:
+        return ProbeResult.DROPPED, "dropped by a local filter"
     if error.errno in _REFUSING:
         return ProbeResult.REFUSED, _REFUSING[error.errno]
     raise LabError(f"probe failed: {error}") from None
