@@ -16,6 +16,7 @@ nodes peers) and one BaselineAdminNetworkPolicy. Same arguments, same text.
 
 from __future__ import annotations
 
+import copy
 import random
 from typing import Any
 
@@ -423,13 +424,361 @@ def _baseline_policy() -> Manifest:
     }
 
 
+# Calico-heavy clusters: the same inventory, run the way Calico users write policy.
+
+#: (name, order, default action): guardrails first, then platform rules, then applications.
+CALICO_TIERS = (("security", 100, "Pass"), ("platform", 200, "Pass"), ("app", 300, "Deny"))
+#: Outside addresses a threat feed lists among its random blocks, so probes hit it.
+THREAT_HOSTS = ("203.0.113.200/32", "198.51.100.254/32", "192.0.2.7/32")
+#: Apps with a Service in each namespace: port and (named) target port.
+SERVED = {"db": (5432, "postgres"), "api": (80, "http")}
+
+
+def generate_calico_cluster(pods: int, policies: int, seed: int) -> str:
+    """Exactly `pods` pods plus one host endpoint per node, and `policies` Calico and
+    Kubernetes policies (staged ones included), as multi-document YAML read by the Calico
+    reader: tiers, GlobalNetworkPolicies and namespaced NetworkPolicies with selectors using
+    `in`, `has` and `!`, nets / notNets, network sets (a threat feed, partners, offices),
+    serviceAccounts, services, port ranges, notPorts, ICMP and ipVersion; service accounts and
+    Services; host endpoints with a profile. Same arguments, same text."""
+    rng = random.Random(seed)
+    namespaces = _namespaces(max(1, pods // PODS_PER_NAMESPACE), rng)
+    nodes = _nodes(max(1, pods // PODS_PER_NODE), rng)
+    made = _pods(pods, namespaces, nodes, rng)
+    for pod in made:  # every workload runs as its own service account
+        pod["spec"]["serviceAccountName"] = pod["metadata"]["labels"]["app"]
+    docs: list[Manifest] = namespaces + nodes + made
+    docs += _accounts_and_services(made)
+    docs += _calico_inventory(namespaces, nodes, rng)
+    docs += _calico_policies(policies, namespaces, rng)
+    dumper: Any = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+    return yaml.dump_all(docs, Dumper=dumper, sort_keys=False, default_flow_style=None)
+
+
+def _resource(kind: str, name: str, spec: Manifest, **meta: Any) -> Manifest:
+    api = "v1" if kind in ("ServiceAccount", "Service") else "projectcalico.org/v3"
+    return {"apiVersion": api, "kind": kind, "metadata": {"name": name, **meta}, "spec": spec}
+
+
+def _accounts_and_services(pods: list[Manifest]) -> list[Manifest]:
+    """A service account per (namespace, app), labelled with its role; Services for the
+    databases and APIs of each namespace (a named target port, resolved on the pods)."""
+    made: list[Manifest] = []
+    seen: set[tuple[str, str]] = set()
+    for pod in pods:
+        meta = pod["metadata"]
+        app, namespace = meta["labels"]["app"], meta["namespace"]
+        if (namespace, app) in seen:
+            continue
+        seen.add((namespace, app))
+        role = APPS[app][0] if app in APPS else "system"
+        labels = {"app-role": role, "pci": "true" if app in ("db", "auth") else "false"}
+        account = _resource("ServiceAccount", app, {}, namespace=namespace, labels=labels)
+        made.append({key: value for key, value in account.items() if key != "spec"})
+        if app in SERVED:
+            port, target = SERVED[app]
+            ports = [{"port": port, "targetPort": target, "protocol": "TCP"}]
+            spec = {"selector": {"app": app}, "ports": ports}
+            made.append(_resource("Service", app, spec, namespace=namespace))
+    return made
+
+
+def _calico_inventory(
+    namespaces: list[Manifest], nodes: list[Manifest], rng: random.Random
+) -> list[Manifest]:
+    """Tiers, network sets, a host endpoint per node and the profile they share."""
+    made = [
+        _resource("Tier", name, {"order": order, "defaultAction": action})
+        for name, order, action in CALICO_TIERS
+    ]
+    feed = [
+        f"{rng.randint(1, 223)}.{rng.randint(0, 255)}.{rng.randint(0, 255)}.{rng.randint(0, 255)}"
+        + rng.choice(("/32", "/28", "/24"))
+        for _ in range(300)
+    ]
+    global_sets = {
+        "threat-feed": ({"feed": "threat", "severity": "high"}, [*THREAT_HOSTS, *feed]),
+        "partners": ({"role": "partner", "trust": "high"}, ["198.51.100.0/24", "2001:db8:1::/48"]),
+        "resolvers": ({"role": "resolver"}, ["8.8.8.0/24"]),
+        "metadata": ({"role": "metadata"}, ["169.254.169.254/32"]),
+    }
+    for name, (labels, nets) in global_sets.items():
+        made.append(_resource("GlobalNetworkSet", name, {"nets": nets}, labels=labels))
+    for i, ns in enumerate(namespaces):
+        if "team" in ns["metadata"]["labels"] and i % 3 == 0:
+            site, net = rng.choice((("hq", "192.0.2.0/25"), ("branch", "192.0.2.128/25")))
+            meta = {"namespace": ns["metadata"]["name"], "labels": {"role": "office", "site": site}}
+            made.append(_resource("NetworkSet", "office", {"nets": [net]}, **meta))
+    for i, node in enumerate(nodes):
+        name, role = node["metadata"]["name"], node["metadata"]["labels"]["node-role"]
+        spec = {"node": name, "interfaceName": "eth0", "expectedIPs": [_node_ip(i)]}
+        labels = {"role": "k8s-node", "node-role": role}
+        made.append(
+            _resource(
+                "HostEndpoint", f"{name}-eth0", spec | {"profiles": ["host-base"]}, labels=labels
+            )
+        )
+    host_base = {
+        "labelsToApply": {"managed": "true"},
+        "ingress": [
+            {
+                "action": "Allow",
+                "protocol": "TCP",
+                "source": {"nets": ["10.0.0.0/8"]},
+                "destination": {"ports": [10250, "30000:32767"]},
+            },
+            {"action": "Allow", "protocol": "ICMP", "icmp": {"type": 8}},
+        ],
+        "egress": [{"action": "Allow"}],
+    }
+    made.append(_resource("Profile", "host-base", host_base))
+    return made
+
+
+def _calico_policies(count: int, namespaces: list[Manifest], rng: random.Random) -> list[Manifest]:
+    """About 10% security and platform GlobalNetworkPolicies, 3% staged, 15% Kubernetes
+    NetworkPolicies, the rest namespaced Calico policies of the app tier."""
+    tenants = [ns["metadata"] for ns in namespaces if "team" in ns["metadata"]["labels"]]
+    made = _guardrails(tenants, rng)[: max(1, count // 10)]
+    staged = count * 3 // 100
+    kubernetes = count * 15 // 100
+    for i in range(max(0, count - len(made) - staged - kubernetes)):
+        made.append(_calico_policy(i, tenants[i % len(tenants)], rng))
+    for i in range(kubernetes):
+        made.append(_network_policy(i, tenants[i % len(tenants)], tenants, rng))
+    if staged:  # preview dropping the threat feed block, and changes to a few policies
+        delete = {"tier": "security", "stagedAction": "Delete"}
+        made.append(_resource("StagedGlobalNetworkPolicy", "security.block-threat-feed", delete))
+        candidates = made[1:-1]  # distinct policies, none of them the deleted one
+        step = max(1, len(candidates) // staged)
+        made += [_staged(policy) for policy in candidates[::step][: staged - 1]]
+    return made[:count]
+
+
+def _guardrails(tenants: list[Manifest], rng: random.Random) -> list[Manifest]:
+    """Security and platform tiers: threat feeds, cloud metadata, tenant isolation (which
+    passes its own tenant on), node protection, DNS, monitoring."""
+    threat = {"selector": 'feed == "threat"', "namespaceSelector": "global()"}
+    metadata = {"selector": 'role == "metadata"', "namespaceSelector": "global()"}
+    made = [
+        _gnp(
+            "block-threat-feed",
+            "security",
+            10,
+            "all()",
+            ingress=[{"action": "Deny", "source": threat}],
+            egress=[{"action": "Deny", "destination": threat}],
+        ),
+        _gnp(
+            "deny-metadata",
+            "security",
+            20,
+            "!has(metadata-access)",
+            egress=[{"action": "Deny", "destination": metadata}],
+        ),
+        _gnp(
+            "host-protection",
+            "platform",
+            10,
+            'role == "k8s-node"',
+            ingress=[
+                {
+                    "action": "Allow",
+                    "protocol": "TCP",
+                    "source": {"nets": ["10.0.0.0/8"], "notNets": ["10.250.0.0/16"]},
+                    "destination": {"ports": [10250, "30000:32767"]},
+                },
+                {"action": "Allow", "protocol": "ICMP", "icmp": {"type": 8, "code": 0}},
+                {"action": "Deny", "notProtocol": "TCP", "ipVersion": 4},
+            ],
+            egress=[{"action": "Allow"}],
+        ),
+        _gnp(
+            "dns",
+            "platform",
+            20,
+            "has(app)",
+            egress=[
+                {
+                    "action": "Allow",
+                    "protocol": protocol,
+                    "destination": {
+                        "selector": 'app == "coredns"',
+                        "namespaceSelector": 'kubernetes.io/metadata.name == "kube-system"',
+                        "ports": [53],
+                    },
+                }
+                for protocol in ("UDP", "TCP")
+            ]
+            + [{"action": "Pass", "destination": {"selector": 'role == "resolver"'}}],
+        ),
+        _gnp(
+            "monitoring",
+            "platform",
+            30,
+            'app in {"api", "db", "frontend", "worker"}',
+            ingress=[
+                {
+                    "action": "Allow",
+                    "protocol": "TCP",
+                    "source": {
+                        "serviceAccounts": {"names": ["prometheus"]},
+                        "namespaceSelector": 'role == "system"',
+                    },
+                    "destination": {"ports": ["metrics", "9100:9200"]},
+                }
+            ],
+        ),
+    ]
+    for i, tenant in enumerate(tenants):
+        name = tenant["labels"]["tenant"]
+        isolation = _gnp(
+            f"isolate-{tenant['name']}",
+            "security",
+            100 + i,
+            "has(app)",
+            ingress=[
+                {"action": "Pass", "source": {"namespaceSelector": f'tenant == "{name}"'}},
+                {"action": "Pass", "source": {"namespaceSelector": 'role == "system"'}},
+                {
+                    "action": "Deny",
+                    "source": {"selector": "has(app)", "notNets": ["172.16.0.0/12"]},
+                },
+            ],
+        )
+        isolation["spec"]["namespaceSelector"] = (
+            f'kubernetes.io/metadata.name == "{tenant["name"]}"'
+        )
+        made.append(isolation)
+    return made
+
+
+def _staged(policy: Manifest) -> Manifest:
+    """The policy as a staged Set that keeps only its first rule of each direction."""
+    staged = copy.deepcopy(policy)
+    if staged["apiVersion"].startswith("networking.k8s.io"):
+        staged["apiVersion"] = "projectcalico.org/v3"
+        staged["kind"] = "StagedKubernetesNetworkPolicy"
+    else:
+        staged["kind"] = "Staged" + staged["kind"]
+    spec = staged["spec"]
+    spec["stagedAction"] = "Set"
+    for direction in ("ingress", "egress"):
+        if spec.get(direction):
+            spec[direction] = spec[direction][:1]
+    return staged
+
+
+def _gnp(name: str, tier: str, order: int, selector: str, **rules: Any) -> Manifest:
+    spec: Manifest = {"tier": tier, "order": order, "selector": selector, **rules}
+    return _resource("GlobalNetworkPolicy", f"{tier}.{name}", spec)
+
+
+def _calico_policy(i: int, ns: Manifest, rng: random.Random) -> Manifest:
+    """One of the namespaced policies application teams write in Calico's language."""
+    shape = rng.randrange(5)
+    order = rng.choice((10, 50, 100, 500))
+    rules: dict[str, list[Manifest]]
+    if shape == 0:  # an API: who may call it, and what it may call
+        selector = 'app == "api" && version in {"v1", "v2"}'
+        rules = {
+            "ingress": [
+                {
+                    "action": "Allow",
+                    "protocol": "TCP",
+                    "source": {"selector": 'tier in {"web", "app"}'},
+                    "destination": {"ports": ["8000:8100", "http"], "notPorts": [8081]},
+                },
+                {
+                    "action": "Allow",
+                    "protocol": "TCP",
+                    "source": {"serviceAccounts": {"selector": 'app-role == "web"'}},
+                },
+                {"action": "Allow", "protocol": "ICMP", "icmp": {"type": 8}},
+            ],
+            "egress": [
+                {"action": "Allow", "protocol": "TCP", "destination": {"services": {"name": "db"}}},
+                {"action": "Allow", "protocol": "UDP", "destination": {"ports": [53]}},
+                {"action": "Deny"},
+            ],
+        }
+    elif shape == 1:  # a database: its clients by service account
+        selector = 'app == "db"'
+        rules = {
+            "ingress": [
+                {
+                    "action": "Allow",
+                    "protocol": "TCP",
+                    "source": {"serviceAccounts": {"names": ["api", "worker"]}},
+                    "destination": {"ports": ["postgres"]},
+                },
+                {"action": "Deny", "source": {"selector": "!has(pci)", "nets": ["10.0.0.0/8"]}},
+            ]
+        }
+    elif shape == 2:  # web tier to the internet (not to private ranges or threats), partners
+        selector = 'tier == "web" && !has(statefulset.kubernetes.io/pod-name)'
+        rules = {
+            "egress": [
+                {
+                    "action": "Allow",
+                    "protocol": "TCP",
+                    "destination": {
+                        "nets": ["0.0.0.0/0"],
+                        "notNets": ["10.0.0.0/8", "172.16.0.0/12"],
+                        "notSelector": 'feed == "threat"',
+                        "ports": [443, 80],
+                    },
+                },
+                {
+                    "action": "Allow",
+                    "destination": {
+                        "selector": 'role == "partner"',
+                        "namespaceSelector": "global()",
+                    },
+                },
+                {"action": "Pass"},
+            ]
+        }
+    elif shape == 3:  # office access, IPv4 only, not over UDP
+        selector = "has(app)"
+        rules = {
+            "ingress": [
+                {"action": "Allow", "protocol": "TCP", "source": {"selector": 'role == "office"'}},
+                {
+                    "action": "Allow",
+                    "notProtocol": "UDP",
+                    "ipVersion": 4,
+                    "source": {"nets": ["192.0.2.0/24", "198.51.100.0/24"]},
+                },
+                {"action": "Pass"},
+            ]
+        }
+    else:  # caches and queues: ICMP but not unreachables, no UDP from anyone but workers
+        selector = 'app in {"cache", "queue"}'
+        rules = {
+            "ingress": [
+                {"action": "Allow", "protocol": "ICMP", "notICMP": {"type": 3}},
+                {"action": "Deny", "protocol": "UDP", "source": {"notSelector": 'app == "worker"'}},
+                {
+                    "action": "Allow",
+                    "protocol": "TCP",
+                    "destination": {"ports": ["5000:7000", "redis", "amqp"]},
+                },
+            ]
+        }
+    spec: Manifest = {"tier": "app", "order": order, "selector": selector, **rules}
+    return _resource("NetworkPolicy", f"app.cnp-{i:05d}-{shape}", spec, namespace=ns["name"])
+
+
 def generate_probes(cluster: ClusterState, n: int, seed: int) -> list[Probe]:
-    """`n` probes: mostly pod to pod, some to and from outside addresses and nodes, on the
-    ports the pods serve and others, mostly TCP."""
+    """`n` probes: mostly pod to pod, some to and from outside addresses (nodes, and the
+    network sets' blocks), on the ports the pods serve and others, mostly TCP."""
     rng = np.random.default_rng(seed)
     pods = [e.key for e in cluster.endpoints if e.kind is EndpointKind.POD]
     outside = [f"{net[:-1]}{h}" for net in EXTERNAL_NETWORKS for h in (7, 200, 254)]
     outside += [str(ip) for node in cluster.nodes for ip in node.ips][:20]
+    # Addresses in network sets (Calico clusters): the first block of each, a few hosts in.
+    outside += [str(s.nets[0][min(7, s.nets[0].num_addresses - 1)]) for s in cluster.network_sets]
     names = np.array(pods + outside, dtype=object)
     pod_count = len(pods)
 

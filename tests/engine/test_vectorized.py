@@ -339,8 +339,14 @@ def check_agrees(cluster: ClusterState, probes: list[Probe]) -> None:
                 assert columns.rule[i] == decision.rule_index
         assert bool(result.allowed[i]) == verdict.allowed
         if verdict.staged is not None:
-            assert result.staged is not None
-            assert bool(result.staged.allowed[i]) == verdict.staged.allowed, probe
+            staged = result.staged
+            assert staged is not None
+            assert bool(staged.allowed[i]) == verdict.staged.allowed, probe
+            for egress, decision in (
+                (True, verdict.staged.egress),
+                (False, verdict.staged.ingress),
+            ):
+                assert staged.deciding(i, egress) == decision.deciding, (probe, egress, "staged")
         else:
             assert result.staged is None
 
@@ -496,9 +502,9 @@ def test_corner(name: str) -> None:
     check_agrees(cluster, probes)
 
 
-def test_constructs_beyond_the_vectors_are_decided_by_the_reference() -> None:
-    """A rule-wide protocol, a staged policy, a host endpoint as subject: the probes they touch
-    are decided by `PolicyEngine` one by one, so the batch still agrees with it exactly."""
+def test_calico_constructs_and_host_endpoints_are_vectorized() -> None:
+    """A rule-wide protocol, a staged policy, a host endpoint as subject: once beyond the
+    vectors, now decided by them (no probe goes to the reference), agreeing with it exactly."""
     server = _pod("server", "10.0.0.2")
     client = _pod("client", "10.0.0.1")
     host = Endpoint(
@@ -521,3 +527,7 @@ def test_constructs_beyond_the_vectors_are_decided_by_the_reference() -> None:
     names = [e.key for e in cluster.endpoints] + ["10.0.0.9"]
     probes = [Probe(s, d, 80, proto) for s in names for d in names for proto in (TCP, UDP)]
     check_agrees(cluster, probes)
+    engine = VectorEngine(cluster)
+    engine.evaluate(resolve_probes(cluster, probes))
+    assert engine.staged_engine is not None
+    assert engine.reference_decisions == engine.staged_engine.reference_decisions == 0
