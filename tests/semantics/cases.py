@@ -146,3 +146,25 @@ def kubernetes_cases() -> list[Case]:
 
 def all_cases() -> list[Case]:
     return kubernetes_cases() + load_cases(CALICO)
+
+
+def wrong_verdicts(case: Case, cluster: ClusterState) -> list[str]:
+    """Every expectation of the case that the single-flow engine on `cluster` decides
+    otherwise, enforced or staged, as readable lines."""
+    from netwarden.engine import PolicyEngine
+
+    engine = PolicyEngine(cluster)
+    wrong = []
+    for expectation in case.expectations():
+        verdict = engine.decide(flow_of(cluster, expectation))
+        if verdict.allowed != expectation.allowed:
+            wrong.append(
+                f"{expectation}: expected {'allow' if expectation.allowed else 'deny'}, "
+                f"egress {verdict.egress.deciding}, ingress {verdict.ingress.deciding}"
+            )
+        staged = verdict.staged.allowed if verdict.staged is not None else None
+        if expectation.staged is not None and staged != expectation.staged:
+            wrong.append(
+                f"{expectation}: staged set should {'allow' if expectation.staged else 'deny'}"
+            )
+    return wrong

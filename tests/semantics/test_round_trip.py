@@ -25,7 +25,7 @@ from netwarden.dialects.calico_writer import write_calico
 from netwarden.dialects.k8s_writer import write_k8s
 from netwarden.engine import PolicyEngine
 from netwarden.model import ClusterState, EndpointKind, Flow, parse_protocol
-from tests.semantics.cases import Case, all_cases, flow_of, kubernetes_cases
+from tests.semantics.cases import Case, all_cases, kubernetes_cases, wrong_verdicts
 
 KUBERNETES = kubernetes_cases()
 ALL = all_cases()
@@ -49,25 +49,6 @@ def read_back(
     result = load_text(yaml.safe_dump_all(documents, sort_keys=False), f"written:{case.name}")
     assert not result.skipped, result.skipped
     return result.cluster
-
-
-def wrong_verdicts(case: Case, cluster: ClusterState) -> list[str]:
-    """Every expectation of the case that `cluster` decides otherwise."""
-    engine = PolicyEngine(cluster)
-    wrong = []
-    for expectation in case.expectations():
-        verdict = engine.decide(flow_of(cluster, expectation))
-        if verdict.allowed != expectation.allowed:
-            wrong.append(
-                f"{expectation}: expected {'allow' if expectation.allowed else 'deny'}, "
-                f"egress {verdict.egress.deciding}, ingress {verdict.ingress.deciding}"
-            )
-        staged = verdict.staged.allowed if verdict.staged is not None else None
-        if expectation.staged is not None and staged != expectation.staged:
-            wrong.append(
-                f"{expectation}: staged set should {'allow' if expectation.staged else 'deny'}"
-            )
-    return wrong
 
 
 def disagreements(case: Case, before: ClusterState, after: ClusterState) -> list[str]:
