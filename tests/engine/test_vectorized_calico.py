@@ -502,15 +502,18 @@ def test_unknown_constructs_fall_back_and_still_agree(monkeypatch: pytest.Monkey
 
 
 def test_service_ports_beside_another_peer() -> None:
-    """Two peers, one a Service whose ports count at the destination: the Service's ports do
-    not narrow the other peer."""
+    """A Service's ports count where the Service is the destination (an egress rule's peer,
+    an ingress rule's local end), not at the source; beside another peer they do not narrow
+    that peer."""
     web = _pod("web", "10.0.0.1", app="web")
     db = _pod("db", "10.0.0.2", app="db")
     api = _pod("api", "10.0.0.3", app="api")
     service = Service("db", "ns-a", (ip_address("10.0.0.2"),), (ServicePort(80, TCP),))
     to_service = EntityMatch(service=("ns-a", "db"))
     to_api = EntityMatch(selector=In("app", frozenset({"api"})))
-    egress = (Rule(Action.ALLOW, (to_service, to_api)), Rule(Action.DENY))
+    # At the source (an egress rule's local end) a Service's ports do not count.
+    from_service = Rule(Action.DENY, local=to_service, protocol=TCP)
+    egress = (from_service, Rule(Action.ALLOW, (to_service, to_api)), Rule(Action.DENY))
     local_service = Rule(Action.ALLOW, local=to_service)  # ingress: the local end is the dst
     cluster = ClusterState(
         endpoints=(web, db, api),
