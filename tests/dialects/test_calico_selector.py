@@ -35,6 +35,7 @@ from netwarden.model.selector import (
     Selector,
     StartsWith,
 )
+from tests.strategies import selectors
 
 Labels = dict[str, str]
 
@@ -480,28 +481,7 @@ KEYS = st.sampled_from(["a", "b", "app", "k8s-app", "calico/k8s_ns", "x.y_z", "1
 VALUES = st.text(alphabet="ab'\" {},&|!=()", max_size=4).filter(
     lambda value: not ('"' in value and "'" in value)
 )
-VALUE_SETS = st.frozensets(VALUES, max_size=3)
-
-LEAVES: st.SearchStrategy[Selector] = st.one_of(
-    st.just(All()),
-    st.just(Nothing()),
-    st.just(Global()),
-    st.builds(Has, KEYS),
-    st.builds(In, KEYS, VALUE_SETS),
-    st.builds(NotIn, KEYS, VALUE_SETS),
-    st.builds(Contains, KEYS, VALUES),
-    st.builds(StartsWith, KEYS, VALUES),
-    st.builds(EndsWith, KEYS, VALUES),
-)
-SELECTORS: st.SearchStrategy[Selector] = st.recursive(
-    LEAVES,
-    lambda children: st.one_of(
-        st.builds(Not, children),
-        st.builds(And, st.lists(children, max_size=3).map(tuple)),
-        st.builds(Or, st.lists(children, max_size=3).map(tuple)),
-    ),
-    max_leaves=8,
-)
+SELECTORS = selectors(KEYS, VALUES, width=3, max_leaves=8)
 LABEL_SETS = st.dictionaries(KEYS, VALUES, max_size=4)
 
 

@@ -9,45 +9,19 @@ from hypothesis import strategies as st
 
 from netwarden.engine.selector_index import LabelTable
 from netwarden.model.selector import (
-    All,
     And,
-    Contains,
-    EndsWith,
-    Global,
     Has,
     In,
-    Not,
-    Nothing,
-    NotIn,
     Or,
     Selector,
     StartsWith,
 )
+from tests.strategies import selectors
 
 # A small alphabet so that keys and values collide often: shared, missing and unknown labels.
 KEYS = st.sampled_from(["a", "b", "c", "d"])
 VALUES = st.sampled_from(["", "x", "y", "xy", "yx", "xyz"])
-VALUE_SETS = st.frozensets(VALUES, max_size=3)
-LEAVES: st.SearchStrategy[Selector] = st.one_of(
-    st.just(All()),
-    st.just(Nothing()),
-    st.just(Global()),
-    st.builds(Has, KEYS),
-    st.builds(In, KEYS, VALUE_SETS),
-    st.builds(NotIn, KEYS, VALUE_SETS),
-    st.builds(Contains, KEYS, VALUES),
-    st.builds(StartsWith, KEYS, VALUES),
-    st.builds(EndsWith, KEYS, VALUES),
-)
-SELECTORS: st.SearchStrategy[Selector] = st.recursive(
-    LEAVES,
-    lambda children: st.one_of(
-        st.builds(Not, children),
-        st.builds(And, st.lists(children, max_size=4).map(tuple)),
-        st.builds(Or, st.lists(children, max_size=4).map(tuple)),
-    ),
-    max_leaves=10,
-)
+SELECTORS = selectors(KEYS, VALUES, width=4, max_leaves=10)
 LABEL_SETS = st.lists(st.dictionaries(st.sampled_from(["a", "b", "c"]), VALUES), max_size=30)
 
 
