@@ -339,11 +339,12 @@ def namespaced_peer(peer: EntityMatch) -> ClusterState:
 
 
 def test_entity_scope() -> None:
-    """A namespaced policy's selectors see its namespace; `all()` widens them to everything."""
+    """A namespaced policy's selectors see its namespace; `all()` widens them to every
+    namespace (never to host endpoints or global network sets)."""
     web = In("app", frozenset({"web"}))
     (written,) = write_calico(namespaced_peer(EntityMatch(selector=web, namespace="prod")))
     assert written["spec"]["ingress"][0]["source"] == {"selector": 'app == "web"'}
-    (written,) = write_calico(namespaced_peer(EntityMatch(selector=web)))
+    (written,) = write_calico(namespaced_peer(EntityMatch(selector=web, namespaces=All())))
     assert written["spec"]["ingress"][0]["source"] == {
         "selector": 'app == "web"',
         "namespaceSelector": "all()",
@@ -356,6 +357,7 @@ def test_entity_scope() -> None:
     ("peer", "message"),
     [
         (EntityMatch(not_selector=Has("a")), "a notSelector over every namespace"),
+        (EntityMatch(selector=Has("a")), "selectors over every namespace and the non-namespaced"),
         (EntityMatch(selector=Has("a"), namespace="dev"), "selectors scoped to namespace 'dev'"),
         (EntityMatch(namespaces=Or((Global(), Has("a")))), "global() combined"),
         (EntityMatch(selector=Global()), "global() outside an entity rule's namespaceSelector"),

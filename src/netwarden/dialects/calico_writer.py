@@ -494,7 +494,10 @@ def _entity_match(match: EntityMatch, scope: str | None) -> Manifest:
         written["selector"] = _plain(match.selector)
     if match.not_selector is not None:
         written["notSelector"] = _plain(match.not_selector)
-    scoped = match.selector is not None or match.service_accounts is not None
+    accounts = match.service_accounts
+    scoped = match.selector is not None or (
+        accounts is not None and bool(accounts.names or accounts.selector is not None)
+    )
     if match.namespaces is not None:
         if has_global(match.namespaces) and not isinstance(match.namespaces, Global):
             raise Inexpressible("global() combined with other namespace selectors")
@@ -502,12 +505,15 @@ def _entity_match(match: EntityMatch, scope: str | None) -> Manifest:
     elif match.namespace != scope and (scoped or match.not_selector is not None):
         if match.namespace is not None:
             raise Inexpressible(f"selectors scoped to namespace {match.namespace!r}")
+        # Unscoped, in a namespaced policy. Calico scopes every selector there: all() is
+        # has(projectcalico.org/namespace), which leaves out host endpoints and global network
+        # sets, and any scope demands a labelled endpoint or network set for a notSelector.
         if not scoped:
-            # namespaceSelector all() would also demand a labelled endpoint or network set.
             raise Inexpressible("a notSelector over every namespace in a namespaced policy")
-        # Everywhere, from a namespaced policy: all() scopes a selector the same way.
-        written["namespaceSelector"] = "all()"
-    accounts = match.service_accounts
+        raise Inexpressible(
+            "selectors over every namespace and the non-namespaced things in a namespaced "
+            "policy (namespaceSelector all() leaves out host endpoints and global network sets)"
+        )
     if accounts is not None:
         written["serviceAccounts"] = {}
         if accounts.names:

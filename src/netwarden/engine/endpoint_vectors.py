@@ -14,7 +14,7 @@ from ipaddress import collapse_addresses
 import numpy as np
 import numpy.typing as npt
 
-from netwarden.engine.labels import endpoint_labels, resolve_global
+from netwarden.engine.labels import endpoint_labels, resolve_global, resolve_rule_scope
 from netwarden.engine.selector_index import LabelTable
 from netwarden.model import (
     All,
@@ -194,8 +194,8 @@ class EndpointVectors:
             elif scope is None:
                 rows[:] = True
             else:
-                rows[:-1] = self.namespaces.matches(resolve_global(scope, False))[:-1]
-                rows[-1] = resolve_global(scope, True).matches({})
+                rows[:-1] = self.namespaces.matches(resolve_rule_scope(scope, False))[:-1]
+                rows[-1] = resolve_rule_scope(scope, True).matches({})
             found = rows[self.namespace_id]
             self._scopes[key] = found
         return found

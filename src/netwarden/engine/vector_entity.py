@@ -4,11 +4,13 @@ Each end of a flow is an endpoint at its address (outside addresses are endpoint
 too), so an entity match is one vector over endpoints, as `entity.entity_matches` decides it:
 
 - `nets` / `not_nets`: the address in (none of) the networks;
-- `selector` / `not_selector`: over the end's labelled views, the endpoint itself (a pod or host
-  endpoint in scope) OR each network set in scope holding the address. Network sets are few:
-  per set, which endpoints' addresses it holds is computed once, and selectors and scopes are
-  evaluated over the sets' labels (a `LabelTable`), then OR-combined through those members;
-- `service_accounts`: names and a selector over the accounts' labels, within the scope;
+- the positive selector (scope, `selector`, `service_accounts`, all on one labelled thing):
+  the endpoint itself (a pod or host endpoint) OR a network set holding the address. Network
+  sets are few: per set, which endpoints' addresses it holds is computed once; the scope and
+  selector are evaluated over the sets' labels (a `LabelTable`), then OR-combined through
+  those members. A set carries no service account labels, so an account match is one answer
+  for every set;
+- `not_selector`: over every labelled view, unscoped;
 - `service`: the Service's addresses. At the destination a Service's ports also count; they
   depend on the flow's port only, so `service_ports` gives them to the compiler for the port
   atoms.
@@ -19,7 +21,8 @@ from __future__ import annotations
 import numpy as np
 
 from netwarden.engine.endpoint_vectors import EndpointVectors, Mask
-from netwarden.engine.labels import resolve_global
+from netwarden.engine.entity import given_accounts, is_scoped
+from netwarden.engine.labels import network_set_labels, resolve_rule_scope
 from netwarden.engine.selector_index import LabelTable
 from netwarden.model import EntityMatch, Selector, ServiceAccountMatch, ServicePort
 
@@ -31,7 +34,7 @@ class EntityVectors:
         self.vectors = vectors
         cluster = vectors.cluster
         self.network_sets = cluster.network_sets
-        self.set_labels = LabelTable([s.labels for s in self.network_sets])
+        self.set_labels = LabelTable([network_set_labels(s) for s in self.network_sets])
         # Each set's namespace labels; a global set's row is never read through the table.
         known = cluster.namespace_labels
         self.set_namespace_labels = LabelTable(
@@ -64,35 +67,36 @@ class EntityVectors:
             found &= vectors.inside_any(match.nets)
         if match.not_nets:
             found &= ~vectors.inside_any(match.not_nets)
-        scoped = match.namespaces is not None
-        if match.selector is not None or match.not_selector is not None or scoped:
-            itself = vectors.is_subject & vectors.namespace_scope(match.namespace, match.namespaces)
-            sets = self._set_scope(match.namespace, match.namespaces)
+        accounts = given_accounts(match)
+        scoped = is_scoped(match)
+        if scoped or match.selector is not None or accounts is not None:
+            itself = vectors.is_subject.copy()
+            sets = np.ones(len(self.network_sets), dtype=np.bool_)
+            if scoped:
+                itself &= vectors.namespace_scope(match.namespace, match.namespaces)
+                sets &= self._set_scope(match.namespace, match.namespaces)
             if match.selector is not None:
-                found &= self._views_match(match.selector, itself, sets)
-            if match.not_selector is not None:
-                found &= ~self._views_match(match.not_selector, itself, sets)
-            if scoped and match.selector is None:
-                found &= itself | self._held_by(sets)
-        if match.service_accounts is not None:
-            found &= self._accounts(match.service_accounts, match)
+                itself &= vectors.pods.matches(match.selector)
+                sets &= self.set_labels.matches(match.selector)
+            if accounts is not None:
+                itself &= self._accounts(accounts)
+                if not _unlabelled_account_matches(accounts):
+                    sets[:] = False
+            found &= itself | self._held_by(sets)
+        if match.not_selector is not None:
+            itself = vectors.is_subject & vectors.pods.matches(match.not_selector)
+            found &= ~(itself | self._held_by(self.set_labels.matches(match.not_selector)))
         if match.service is not None:
             service = vectors.cluster.services_by_key.get(match.service)
             found &= vectors.at_addresses(service.ips if service is not None else ())
         return found
 
-    def _views_match(self, selector: Selector, itself: Mask, sets: Mask) -> Mask:
-        """Endpoints with a labelled view (itself, or a set in `sets` holding its address)
-        that `selector` matches."""
-        own = itself & self.vectors.pods.matches(selector)
-        if not sets.any():
-            return own
-        return own | self._held_by(sets & self.set_labels.matches(selector))
-
     def _held_by(self, sets: Mask) -> Mask:
         """Endpoints whose address one of the chosen network sets holds: the address is in
         the union of their networks (one search, however many sets a feed brings)."""
         chosen = np.flatnonzero(sets).tolist()
+        if not chosen:
+            return np.zeros(self.vectors.size, dtype=np.bool_)
         if len(chosen) == 1:
             return self._set_members(chosen[0])
         nets = tuple(net for index in chosen for net in self.network_sets[index].nets)
@@ -111,21 +115,27 @@ class EntityVectors:
             elif scope is None:
                 found = np.ones(len(self.network_sets), dtype=np.bool_)
             else:
-                namespaced = self.set_namespace_labels.matches(resolve_global(scope, False))
-                outside = resolve_global(scope, True).matches({})
+                namespaced = self.set_namespace_labels.matches(resolve_rule_scope(scope, False))
+                outside = resolve_rule_scope(scope, True).matches({})
                 found = np.where(self.set_is_global, outside, namespaced)
             self._set_scopes[key] = found
         return found
 
-    def _accounts(self, accounts: ServiceAccountMatch, match: EntityMatch) -> Mask:
-        """Pods running as a matching service account, within the match's scope."""
+    def _accounts(self, accounts: ServiceAccountMatch) -> Mask:
+        """Endpoints whose own service account labels match (`entity.account_matches`): a pod
+        by the account it runs as, any other endpoint as one with no account."""
         vectors = self.vectors
-        found = vectors.selectable & vectors.namespace_scope(match.namespace, match.namespaces)
         rows = np.ones(len(vectors.account_names) + 1, dtype=np.bool_)
-        rows[-1] = False  # not a pod in a namespace
         if accounts.names:
             rows[:-1] &= np.array([n in accounts.names for n in vectors.account_names], np.bool_)
         if accounts.selector is not None:
-            rows &= vectors.accounts.matches(accounts.selector)
-        found &= rows[vectors.account_of]
+            rows &= vectors.accounts.matches(accounts.selector)  # the last row's labels are {}
+        rows[-1] = _unlabelled_account_matches(accounts)
+        found: Mask = rows[vectors.account_of]
         return found
+
+
+def _unlabelled_account_matches(accounts: ServiceAccountMatch) -> bool:
+    """Whether the account match holds on a thing without account labels (a host endpoint, a
+    network set): with no names, when its selector matches no labels."""
+    return not accounts.names and (accounts.selector is None or accounts.selector.matches({}))

@@ -72,14 +72,16 @@ class ServiceAccountMatch:
 class EntityMatch:
     """One end of a flow as a Calico entity rule constrains it: every field given must hold.
 
-    `nets` any of, `not_nets` none of (on the flow's address at this end). `selector` and
-    `not_selector` look at the labels of the endpoint, or of the network sets that hold the
-    address; `selector` (even `!has(x)`) requires such a labelled thing, `not_selector` alone
-    does not, so it also matches plain external addresses. The scope narrows what `selector`,
-    `not_selector` and `service_accounts` see: `namespace` (a namespaced policy's own), or
-    `namespaces` over namespace labels, where `Global()` means the non-namespaced things
-    (host endpoints, global network sets); with neither, everything. `service` is a Service's
-    endpoint addresses (and, at the destination, its ports).
+    `nets` any of, `not_nets` none of (on the flow's address at this end). `selector`,
+    `not_selector` and `service_accounts` look at the labelled things there: the endpoint, and
+    the network sets that hold the address. As in Calico (libcalico-go rules.go), `selector`,
+    `service_accounts` and the scope must all hold on one such thing (so even `!has(x)` never
+    matches a plain external address), and `not_selector` on none of them, in any namespace.
+    The scope is `namespace` (a namespaced policy's own, applied once any selector field is
+    given) or `namespaces` over namespace labels (always applied), where `All()` means every
+    namespace and `Global()` the non-namespaced things (host endpoints, global network sets);
+    with neither, everything. `service` is a Service's endpoint addresses (and, at the
+    destination, its ports).
     """
 
     nets: tuple[IPNetwork, ...] = ()
