@@ -179,7 +179,7 @@ spec:
     assert policy.subject == EndpointSelector(
         pods=web("role=db"),
         namespaces=web("env=prod"),
-        host_endpoints=True,
+        host_endpoints=False,  # pcns.env == "prod" holds for no host endpoint
         service_accounts=Has("db"),
     )
     assert [rule.peers for rule in policy.ingress or ()] == [
@@ -742,7 +742,7 @@ def test_tiered_calico_fixture() -> None:
     guard, enforced, staged = cluster.policies
     assert (guard.kind, guard.tier, guard.order) == ("GlobalNetworkPolicy", "security", 10.0)
     assert guard.subject == EndpointSelector(
-        pods=All(), namespaces=web("env=prod"), host_endpoints=True
+        pods=All(), namespaces=web("env=prod"), host_endpoints=False
     )
     assert guard.egress is None and guard.ingress is not None
     deny, partners, passing = guard.ingress

@@ -31,6 +31,7 @@ from netwarden.dialects.k8s_common import ObjectMeta
 from netwarden.dialects.k8s_netpol import network_policy
 from netwarden.dialects.source import Document
 from netwarden.dialects.validation import Schema, fail, parse
+from netwarden.engine.labels import resolve_rule_scope
 from netwarden.model import (
     ADMIN_TIER,
     BASELINE_TIER,
@@ -164,11 +165,16 @@ def _subject(
     if not isinstance(spec, GlobalNetworkPolicySpec):
         return EndpointSelector(pods=pods, namespace=namespace, service_accounts=accounts)
     namespaces: Selector = All()
+    host_endpoints = True
     if spec.namespace_selector:
         path = ("spec", "namespaceSelector")
         namespaces = plain_selector_at(document, path, spec.namespace_selector)
+        # Calico ANDs the rewritten namespace selector (`all()` -> has(projectcalico.org/
+        # namespace), other keys prefixed pcns.) into the policy's: a host endpoint, with no
+        # namespace labels, stays selected only if that holds for no labels at all.
+        host_endpoints = resolve_rule_scope(namespaces, True).matches({})
     return EndpointSelector(
-        pods=pods, namespaces=namespaces, host_endpoints=True, service_accounts=accounts
+        pods=pods, namespaces=namespaces, host_endpoints=host_endpoints, service_accounts=accounts
     )
 
 

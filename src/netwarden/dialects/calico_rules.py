@@ -7,9 +7,11 @@ are rejected rather than ignored. Checks follow Calico's validator (libcalico-go
 lib/validator/v3 and the CRD's CEL rules): an input Calico would refuse is refused here, at the
 line of the field at fault.
 
-Selectors in rules are Calico selector expressions. In a namespaced policy they look at the
-policy's own namespace unless the entity rule has a `namespaceSelector` (which may be exactly
-`global()`: the non-namespaced things); in a global policy or a profile they look everywhere.
+Selectors in rules are Calico selector expressions. In a namespaced policy, `selector` and
+`serviceAccounts` look at the policy's own namespace unless the entity rule has a
+`namespaceSelector` (which may be exactly `global()`: the non-namespaced things), while
+`notSelector` looks everywhere, as libcalico-go converts them; in a global policy or a profile
+they all look everywhere (the engine's `entity.py` has the whole rule).
 """
 
 from __future__ import annotations

@@ -43,6 +43,7 @@ from netwarden.dialects.k8s_writer import (
     writing,
 )
 from netwarden.dialects.loader import DEFAULT_ALLOW
+from netwarden.engine.labels import resolve_rule_scope
 from netwarden.model import (
     BUILTIN_TIERS,
     DEFAULT_TIER,
@@ -320,13 +321,19 @@ def _calico_policy(policy: Policy) -> Manifest:
 
 
 def _subject(subject: EndpointSelector, namespace: str | None, cluster_wide: bool) -> Manifest:
-    if subject.host_endpoints != cluster_wide or subject.namespace != namespace:
+    if subject.namespace != namespace:
         raise Inexpressible("a subject whose scope is not the policy's")
     written: Manifest = {"selector": _plain(subject.pods)}
-    if not isinstance(subject.namespaces, All):
+    # A global policy's namespaceSelector also decides whether host endpoints are selected
+    # (the reader's `_subject`): an absent one keeps them, `all()` leaves them out.
+    host_endpoints = cluster_wide
+    if subject.host_endpoints != cluster_wide or not isinstance(subject.namespaces, All):
         if not cluster_wide:
             raise Inexpressible("a namespace selector in a namespaced policy's subject")
         written["namespaceSelector"] = _plain(subject.namespaces)
+        host_endpoints = resolve_rule_scope(subject.namespaces, True).matches({})
+    if subject.host_endpoints != host_endpoints:
+        raise Inexpressible("host endpoints that no namespaceSelector selects alone")
     if subject.service_accounts is not None:
         written["serviceAccountSelector"] = _plain(subject.service_accounts)
     return written
