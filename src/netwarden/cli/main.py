@@ -18,6 +18,7 @@ from netwarden import __version__
 from netwarden.cli import evaluate, explain
 from netwarden.cli.common import report_error
 from netwarden.cli.compile import compile_command
+from netwarden.cli.feeds import feeds_app, threat_app
 from netwarden.cli.lab import lab_app
 from netwarden.cli.selector import selector
 from netwarden.errors import NetwardenError
@@ -51,6 +52,8 @@ app.command()(explain.explain)
 app.command()(selector)
 app.command(name="compile")(compile_command)
 app.add_typer(lab_app, name="lab")
+app.add_typer(feeds_app, name="feeds")
+app.add_typer(threat_app, name="threat")
 
 
 @app.command()

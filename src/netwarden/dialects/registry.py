@@ -16,12 +16,21 @@ from netwarden.dialects import (
     k8s_inventory,
     k8s_netpol,
     k8s_services,
+    threat_feed,
 )
 from netwarden.dialects.source import Document
 
 Reader = Callable[[Document], Sequence[Any]]
 
-DIALECTS = (k8s_netpol, admin_netpol, k8s_inventory, k8s_services, calico, calico_inventory)
+DIALECTS = (
+    k8s_netpol,
+    admin_netpol,
+    k8s_inventory,
+    k8s_services,
+    calico,
+    calico_inventory,
+    threat_feed,
+)
 
 READERS: dict[tuple[str, str], Reader] = {
     key: reader for dialect in DIALECTS for key, reader in dialect.READERS.items()

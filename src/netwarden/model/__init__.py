@@ -19,6 +19,7 @@ from netwarden.model.endpoints import (
     ServiceAccount,
     ServicePort,
 )
+from netwarden.model.feeds import FeedContent, ThreatFeed
 from netwarden.model.flow import Flow
 from netwarden.model.location import Location
 from netwarden.model.policy import (
@@ -97,6 +98,7 @@ __all__ = [
     "EndpointSelector",
     "EndsWith",
     "EntityMatch",
+    "FeedContent",
     "Flow",
     "Global",
     "Has",
@@ -129,6 +131,7 @@ __all__ = [
     "ServicePort",
     "StagedAction",
     "StartsWith",
+    "ThreatFeed",
     "Tier",
     "all_of",
     "external_endpoint",
