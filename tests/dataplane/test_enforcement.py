@@ -51,6 +51,10 @@ NOT_PROBED = {
         "Calico HostEndpoints govern the nodes' own traffic (failsafe ports, profiles, default "
         "deny); the nftables backend does not compile them yet and must refuse"
     ),
+    "global-policy-namespace-selector-host-endpoints": (
+        "host endpoints again (a GlobalNetworkPolicy's namespaceSelector meeting them): refused "
+        "for the same reason"
+    ),
 }
 CASES_PER_LAB = 24  # a group of cases with one inventory is split over identical labs
 ALLOWED_TIMEOUT = 3.0  # a connection the engine allows answers in milliseconds

@@ -28,6 +28,7 @@ from rich.text import Text
 
 from netwarden.cli.common import FilesOption, TableOrJson, stderr_console, stdout_console, warn
 from netwarden.cli.evaluate import port_protocol, verdict_text
+from netwarden.cli.lab_pod import pod_app
 from netwarden.dataplane.lab import (
     AppliedRuleset,
     LabState,
@@ -46,6 +47,7 @@ from netwarden.dataplane.lab import (
     server_command,
     state_dir,
 )
+from netwarden.dataplane.lab_churn import replay
 from netwarden.dataplane.lab_enforce import (
     agrees,
     compile_lab,
@@ -77,6 +79,7 @@ lab_app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
 )
+lab_app.add_typer(pod_app, name="pod")
 
 NameOption = Annotated[
     str,
@@ -168,10 +171,10 @@ def apply_policies(files: FilesOption, name: NameOption = "lab") -> None:
     require_root()
     state = _up_state(name)
     sources = read_sources(files)
-    result = _load(sources)
+    cluster = replay(_load(sources).cluster, state.changes)  # pods added with `lab pod` stay
     plan = state.plan
-    rulesets = compile_lab(result.cluster, plan)
-    inputs = {e.key for e in result.cluster.endpoints if e.kind is EndpointKind.POD}
+    rulesets = compile_lab(cluster, plan)
+    inputs = {e.key for e in cluster.endpoints if e.kind is EndpointKind.POD}
     lab_pods = {e.key for e in plan.endpoints if e.kind is EndpointKind.POD}
     for key in sorted(lab_pods - inputs):
         warn(f"{key} is in lab {name} but not in the inputs: its traffic is dropped")
@@ -251,7 +254,8 @@ def probe(
             raise LabError(f"lab {name} recorded no inputs to compare with: `lab up` it again")
         if not state.enforced:
             warn(f"lab {name} enforces no policy (`lab up --enforce` or `lab apply`)")
-        verdicts = engine_verdicts(lab_view(_load(state.sources).cluster, plan), probes)
+        cluster = replay(_load(state.sources).cluster, state.changes)
+        verdicts = engine_verdicts(lab_view(cluster, plan), probes)
     started = time.monotonic()
     outcomes = _run_with_progress(plan, probes, timeout, parallel)
     seconds = time.monotonic() - started

@@ -16,6 +16,7 @@ from typer.core import TyperGroup
 
 from netwarden import __version__
 from netwarden.cli import evaluate, explain
+from netwarden.cli.apply import apply_command
 from netwarden.cli.common import report_error
 from netwarden.cli.compile import compile_command
 from netwarden.cli.feeds import feeds_app, threat_app
@@ -51,6 +52,7 @@ app.command()(evaluate.evaluate)
 app.command()(explain.explain)
 app.command()(selector)
 app.command(name="compile")(compile_command)
+app.command(name="apply")(apply_command)
 app.add_typer(lab_app, name="lab")
 app.add_typer(feeds_app, name="feeds")
 app.add_typer(threat_app, name="threat")

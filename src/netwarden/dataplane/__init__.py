@@ -14,6 +14,12 @@ Two parts, each consuming the engine's resolved form and never re-deciding seman
   compiles every lab node from the lab's inputs, loads the rulesets before any pod is
   connected (`lab up --enforce`) or after a change (`lab apply`), and compares probes with
   the engine (`lab probe --compare`).
+- churn: `nft_ruleset` keeps a ruleset as skeleton (declarations, chains) plus elements, named
+  after what each set means so that another inventory gives the same names; `nft_update`
+  turns the loaded ruleset into the next one with one transaction of element changes when the
+  skeletons agree (else the full replacement), guarded by the table's `generation` element;
+  `nft_delta` (`NodeCompiler`) places pods that come, go or change labels without compiling the
+  node again; `lab_churn` adds, deletes and relabels lab pods (`lab pod ...`) on top of them.
 
 To add a backend: one module here (`<name>.py`, e.g. `nftables.py`) with a class named after
 its role (`NftablesBackend`) exposing `compile` (pure, golden-tested) and `apply` (a

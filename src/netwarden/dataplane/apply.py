@@ -5,6 +5,10 @@ namespace with `ip netns exec NS`. nftables applies a file as one transaction: i
 fails, nothing changes and the previous ruleset stays in place, so a failed apply is reported
 (`ApplyError`, with nft's message and the offending script line) and leaves the last good state.
 
+`load_script` loads a small transaction (incremental element updates) in-process through
+libnftables, the library behind `nft`, when it is installed: no process to start, so one
+update costs well under a millisecond plus the kernel's work.
+
 `flush_conntrack` empties a namespace's connection tracking table (one ctnetlink request), so
 that connections opened under an older ruleset do not ride `ct state established` past a new
 one. The lab uses it after a policy change; a real node keeps its connections.
@@ -12,6 +16,8 @@ one. The lab uses it after a policy change; a real node keeps its connections.
 
 from __future__ import annotations
 
+import ctypes
+import functools
 import re
 import shutil
 import socket
@@ -19,7 +25,7 @@ import struct
 import subprocess
 from contextlib import nullcontext
 
-from netwarden.dataplane.netns import entered
+from netwarden.dataplane.netns import NETNS_DIR, entered
 from netwarden.errors import ApplyError
 
 NFT_SECONDS = 60.0
@@ -39,7 +45,14 @@ def require_nft() -> str:
 
 def _command(netns: str | None, *arguments: str) -> list[str]:
     nft = [require_nft(), *arguments]
-    return ["ip", "netns", "exec", netns, *nft] if netns else nft
+    if not netns:
+        return nft
+    # `nsenter --net` only joins the network namespace; `ip netns exec` also makes a mount
+    # namespace and remounts /sys, which costs more than the element update it runs.
+    nsenter = shutil.which("nsenter")
+    if nsenter is not None:
+        return [nsenter, f"--net={NETNS_DIR / netns}", *nft]
+    return ["ip", "netns", "exec", netns, *nft]
 
 
 def check_ruleset(netns: str | None, script: str) -> None:
@@ -51,6 +64,56 @@ def apply_ruleset(netns: str | None, script: str) -> None:
     """Check, then load `script` atomically in `netns` (None: the current namespace)."""
     check_ruleset(netns, script)
     _run(netns, script)
+
+
+def load_script(netns: str | None, script: str) -> None:
+    """Load a small transaction (element updates) without the separate check: nft's own
+    atomicity is the check. In-process through libnftables (the library `nft` is built on)
+    when it is there: starting a process costs 10-30 ms, the transaction itself under one."""
+    library = _libnftables()
+    if library is None:
+        _run(netns, script)
+        return
+    with entered(netns) if netns else nullcontext():
+        # A fresh context each time: its netlink socket belongs to this namespace, and no
+        # cache from an earlier call can be stale (~0.3 ms).
+        context = library.nft_ctx_new(0)
+        if not context:
+            raise ApplyError("libnftables could not make a context")
+        try:
+            library.nft_ctx_buffer_output(context)
+            library.nft_ctx_buffer_error(context)
+            failed = library.nft_run_cmd_from_buffer(context, script.encode())
+            message = (library.nft_ctx_get_error_buffer(context) or b"").decode(errors="replace")
+        finally:
+            library.nft_ctx_free(context)
+    if failed:
+        where = f" in {netns}" if netns else ""
+        lines = [line for line in message.splitlines() if line.strip()]
+        detail = f"{lines[0]}: `{lines[1].strip()}`" if len(lines) > 1 else message.strip()
+        raise ApplyError(
+            f"nft failed to load the ruleset{where} (the previous ruleset is still in place): "
+            + (detail or "no message")
+        )
+
+
+@functools.cache
+def _libnftables() -> ctypes.CDLL | None:
+    """libnftables.so.1 with the prototypes used here, or None (then `nft` runs instead)."""
+    try:
+        library = ctypes.CDLL("libnftables.so.1", use_errno=True)
+    except OSError:
+        return None
+    library.nft_ctx_new.restype = ctypes.c_void_p
+    library.nft_ctx_new.argtypes = [ctypes.c_uint32]
+    library.nft_ctx_free.argtypes = [ctypes.c_void_p]
+    library.nft_ctx_buffer_output.argtypes = [ctypes.c_void_p]
+    library.nft_ctx_buffer_error.argtypes = [ctypes.c_void_p]
+    library.nft_ctx_get_error_buffer.argtypes = [ctypes.c_void_p]
+    library.nft_ctx_get_error_buffer.restype = ctypes.c_char_p
+    library.nft_run_cmd_from_buffer.argtypes = [ctypes.c_void_p, ctypes.c_char_p]
+    library.nft_run_cmd_from_buffer.restype = ctypes.c_int
+    return library
 
 
 def _run(netns: str | None, script: str, *flags: str) -> None:

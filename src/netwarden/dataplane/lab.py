@@ -27,6 +27,7 @@ import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
+from ipaddress import IPv4Address
 from pathlib import Path
 
 from pydantic import TypeAdapter
@@ -38,9 +39,11 @@ from netwarden.dataplane.lab_plan import (
     LabRoute,
     LabServer,
     Role,
+    ServedPort,
     lab_prefix,
 )
 from netwarden.dataplane.netns import NETNS_DIR, write_sysctl
+from netwarden.dataplane.nft_update import LoadedRuleset
 from netwarden.errors import LabError
 from netwarden.model import TCP, UDP
 
@@ -71,7 +74,8 @@ class SourceText:
 
 @dataclass(frozen=True)
 class AppliedRuleset:
-    """A ruleset loaded in a lab node's namespace."""
+    """A ruleset loaded in a lab node's namespace; `loaded` is what the next incremental
+    update is computed against."""
 
     node: str
     netns: str
@@ -80,6 +84,22 @@ class AppliedRuleset:
     sets: int
     elements: int
     sha256: str
+    loaded: LoadedRuleset | None = None
+
+
+@dataclass(frozen=True)
+class PodChange:
+    """A change of the lab's inventory after `lab up` (`lab pod add/del/label`), replayed on
+    top of the lab's inputs whenever they are read. `add` records where the pod went (node,
+    address) so that replaying it gives the same pod."""
+
+    action: str  # "add" | "delete" | "label"
+    key: str  # namespace/pod
+    labels: tuple[tuple[str, str], ...] = ()  # add: the pod's labels; label: set these
+    unset: tuple[str, ...] = ()  # label: remove these keys
+    node: str | None = None
+    ip: IPv4Address | None = None
+    ports: tuple[ServedPort, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -95,6 +115,7 @@ class LabState:
     seconds: float  # how long `lab up` took
     sources: tuple[SourceText, ...] = ()
     rulesets: tuple[AppliedRuleset, ...] = ()
+    changes: tuple[PodChange, ...] = ()
 
     @property
     def enforced(self) -> bool:
@@ -275,6 +296,16 @@ def _base(plan: LabPlan) -> str:
     return plan.prefix.removesuffix(f"-{plan.name}-")
 
 
+def ip_command(arguments: list[str], stdin: str | None = None) -> None:
+    """Run `ip ARGUMENTS` (a batch on stdin); `LabError` with the failing line on error."""
+    _ip(arguments, stdin)
+
+
+def kill_processes(pids: list[int]) -> int:
+    """SIGKILL each pid and wait (bounded) until all are gone; the number that were alive."""
+    return _kill(pids)
+
+
 def _ip(arguments: list[str], stdin: str | None = None) -> None:
     command = ["ip", *arguments]
     try:
@@ -439,6 +470,7 @@ def _alive(pid: int) -> bool:
 __all__ = [
     "AppliedRuleset",
     "LabState",
+    "PodChange",
     "ServerProcess",
     "SourceText",
     "Teardown",

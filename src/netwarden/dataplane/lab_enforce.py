@@ -22,6 +22,7 @@ from netwarden.dataplane.apply import check_ruleset, flush_conntrack
 from netwarden.dataplane.lab import AppliedRuleset, SourceText
 from netwarden.dataplane.lab_plan import LabNode, LabPlan
 from netwarden.dataplane.lab_probe import ProbeOutcome, ProbeResult
+from netwarden.dataplane.nft_update import LoadedRuleset
 from netwarden.dataplane.nftables import Ruleset, compile_ruleset
 from netwarden.dialects.source import Document, expand_paths, read_text
 from netwarden.engine import evaluate
@@ -132,6 +133,7 @@ def enforce_lab(
                 ruleset.sets,
                 ruleset.elements,
                 hashlib.sha256(ruleset.script.encode()).hexdigest(),
+                LoadedRuleset.of(ruleset),
             )
         )
     return tuple(applied)

@@ -451,32 +451,24 @@ class _Builder:
         src: IPv4Address | None = None,
     ) -> None:
         """A point-to-point link from `router` to `leaf`, with the routes both ways."""
-        ifname = self._ifname(what)
-        mac = _leaf_mac(self.lab_prefix, what)
-        self.links.append(LabLink(router, ifname, leaf, "eth0", mac))
-        for ip in ips:
-            self.addresses.append(LabAddress(leaf, "eth0", ip))
-            self.routes.append(LabRoute(router, _host(ip), ifname, src=src))
-            self.neighbors.append(LabNeighbor(router, ifname, ip, mac))
-        self.neighbors.append(LabNeighbor(leaf, "eth0", GATEWAY, ROUTER_MAC))
-        self.routes.append(LabRoute(leaf, None, "eth0", via=GATEWAY))
+        parts = leaf_parts(
+            router, self._ifname(what), leaf, _leaf_mac(self.lab_prefix, what), ips, src
+        )
+        self.links.append(parts.link)
+        self.addresses += parts.addresses
+        self.routes += parts.routes
+        self.neighbors += parts.neighbors
 
     def _ifname(self, what: tuple[str, str]) -> str:
-        """`nw` + 10 hex digits: within the 15 characters Linux allows, unique per lab."""
         if what not in self.ifnames:
-            digest = hashlib.sha256(f"{self.lab_prefix}{what[0]}/{what[1]}".encode()).hexdigest()
-            name = f"{self.prefix}{digest[: 15 - len(self.prefix) - 3]}"
+            name = interface_name(self.lab_prefix, self.prefix, what)
             if name in self.ifnames.values():
                 raise LabError(f"interface name clash for {what[0]} {what[1]}: rename the lab")
             self.ifnames[what] = name
         return self.ifnames[what]
 
     def _netns(self, role: str, name: str) -> str:
-        part = name if _SAFE_PART.fullmatch(name) else _digest(name)
-        full = f"{self.lab_prefix}{role}-{part}"
-        if len(full) > _MAX_NETNS:
-            full = f"{full[: _MAX_NETNS - 11]}-{_digest(full)}"
-        return full
+        return netns_name(self.lab_prefix, role, name)
 
     def _servers(self) -> None:
         by_netns: dict[str, LabServer] = {}
@@ -503,6 +495,63 @@ class _Builder:
             servers=tuple(self.servers),
             warnings=tuple(self.warnings),
         )
+
+
+def netns_name(lab_prefix: str, role: str, name: str) -> str:
+    """The namespace of a lab part: `<lab prefix><role>-<name>` (a digest when the name is
+    not safe as a file name, shortened when too long)."""
+    part = name if _SAFE_PART.fullmatch(name) else _digest(name)
+    full = f"{lab_prefix}{role}-{part}"
+    if len(full) > _MAX_NETNS:
+        full = f"{full[: _MAX_NETNS - 11]}-{_digest(full)}"
+    return full
+
+
+def interface_name(lab_prefix: str, prefix: str, what: tuple[str, str]) -> str:
+    """`nw` + 10 hex digits: within the 15 characters Linux allows, unique per lab."""
+    digest = hashlib.sha256(f"{lab_prefix}{what[0]}/{what[1]}".encode()).hexdigest()
+    return f"{prefix}{digest[: 15 - len(prefix) - 3]}"
+
+
+@dataclass(frozen=True)
+class LeafParts:
+    """A point-to-point link from a router to a leaf, with the routes and neighbours both
+    ways."""
+
+    link: LabLink
+    addresses: tuple[LabAddress, ...]
+    routes: tuple[LabRoute, ...]
+    neighbors: tuple[LabNeighbor, ...]
+
+
+def leaf_parts(
+    router: str,
+    ifname: str,
+    leaf: str,
+    mac: str,
+    ips: Sequence[IPv4Address],
+    src: IPv4Address | None = None,
+) -> LeafParts:
+    return LeafParts(
+        LabLink(router, ifname, leaf, "eth0", mac),
+        tuple(LabAddress(leaf, "eth0", ip) for ip in ips),
+        (
+            *(LabRoute(router, _host(ip), ifname, src=src) for ip in ips),
+            LabRoute(leaf, None, "eth0", via=GATEWAY),
+        ),
+        (
+            *(LabNeighbor(router, ifname, ip, mac) for ip in ips),
+            LabNeighbor(leaf, "eth0", GATEWAY, ROUTER_MAC),
+        ),
+    )
+
+
+def leaf_mac(lab_prefix: str, what: tuple[str, str]) -> str:
+    return _leaf_mac(lab_prefix, what)
+
+
+def free_hosts(network: IPv4Network, used: set[IPv4Address]) -> Iterator[IPv4Address]:
+    return _free_hosts(network, used)
 
 
 def _with_ports(endpoint: LabEndpoint, ports: tuple[ServedPort, ...]) -> LabEndpoint:

@@ -602,3 +602,8 @@ def _merge_ports(spans: list[PortRange]) -> list[PortRange]:
         else:
             merged.append(span)
     return merged
+
+
+#: The resolver itself, for a dataplane that keeps it to place pods that come, go or change
+#: labels without resolving the node again (`netwarden.dataplane.nft_delta`).
+Resolver = _Resolver
