@@ -34,8 +34,24 @@ lint: install
 typecheck: install
 	$(BIN)/mypy
 
+# The peer the parity tests and benchmarks measure against: IBM's network-config-analyzer
+# (NCA), in a virtualenv of its own so that it never enters uv.lock. The stamp names the
+# version, so a second run does nothing and a version bump reinstalls.
+PEER_VENV := .venv-peer
+NCA_VERSION := 2.1.0
+NCA_STAMP := $(PEER_VENV)/.nca-$(NCA_VERSION)
+
+$(NCA_STAMP):
+	python3 -m venv $(PEER_VENV)
+	@echo '*' > $(PEER_VENV)/.gitignore  # ignores itself: nothing of it is ours to commit
+	$(PEER_VENV)/bin/pip install --quiet --disable-pip-version-check network-config-analyzer==$(NCA_VERSION)
+	@touch $@
+
+.PHONY: .venv-peer
+.venv-peer: $(NCA_STAMP)
+
 # pytest exits 5 when it collected nothing: that is a failure here, never a silent pass.
-pytest: install system-deps
+pytest: install system-deps .venv-peer
 	$(BIN)/pytest -q -p no:cacheprovider; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests"; exit 1; fi; exit $$rc
 

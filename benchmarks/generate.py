@@ -48,14 +48,35 @@ PROBE_PORTS = (8080, 9090, 9000, 9200, 9300, 6379, 5672, 5432, 9187, 53, 443, 80
 EXTERNAL_NETWORKS = ("203.0.113.0", "198.51.100.0", "192.0.2.0", "8.8.8.0", "169.254.169.0")
 
 
-def generate_cluster(pods: int, policies: int, seed: int) -> str:
-    """Exactly `pods` pods (at least ~10) and `policies` policies, as multi-document YAML."""
+def generate_cluster(
+    pods: int,
+    policies: int,
+    seed: int,
+    *,
+    admin_policies: bool = True,
+    host_network: bool = True,
+    pod_network_ipblocks: bool = True,
+) -> str:
+    """Exactly `pods` pods (at least ~10) and `policies` policies, as multi-document YAML.
+
+    The keywords drop constructs a peer tool lacks (benchmarks/peer_nca.py): without
+    `admin_policies` every policy is a Kubernetes NetworkPolicy; without `host_network` there
+    are no hostNetwork node agents (all pods are tenant or system pods); without
+    `pod_network_ipblocks` no ipBlock covers pod addresses (the partner network replaces
+    10.0.0.0/8). The defaults keep the text of earlier versions.
+    """
     rng = random.Random(seed)
     namespaces = _namespaces(max(1, pods // PODS_PER_NAMESPACE), rng)
     nodes = _nodes(max(1, pods // PODS_PER_NODE), rng)
     docs: list[Manifest] = namespaces + nodes
-    docs += _pods(pods, namespaces, nodes, rng)
-    docs += _policies(policies, namespaces, rng)
+    docs += _pods(pods, namespaces, nodes, rng, host_network=host_network)
+    docs += _policies(
+        policies,
+        namespaces,
+        rng,
+        admin_policies=admin_policies,
+        pod_network_ipblocks=pod_network_ipblocks,
+    )
     dumper: Any = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
     return yaml.dump_all(docs, Dumper=dumper, sort_keys=False, default_flow_style=None)
 
@@ -98,11 +119,16 @@ def _node_ip(i: int) -> str:
 
 
 def _pod_ip(i: int) -> str:
-    return f"10.{244 + i // 65_000}.{(i % 65_000) // 250}.{i % 250 + 1}"
+    # 64,000 pods per /16 (256 x 250): the third octet stays below 256 at any size.
+    return f"10.{244 + i // 64_000}.{(i % 64_000) // 250}.{i % 250 + 1}"
 
 
 def _pods(
-    count: int, namespaces: list[Manifest], nodes: list[Manifest], rng: random.Random
+    count: int,
+    namespaces: list[Manifest],
+    nodes: list[Manifest],
+    rng: random.Random,
+    host_network: bool = True,
 ) -> list[Manifest]:
     """Tenant pods spread over the tenant namespaces; DNS, Prometheus and node agents."""
     tenants = [ns for ns in namespaces if "team" in ns["metadata"]["labels"]]
@@ -114,7 +140,7 @@ def _pods(
     for namespace, app, ports in system:
         for r in range(2):
             made.append(_pod(namespace, f"{app}-{r}", {"app": app}, ports, len(made), nodes, rng))
-    agents = nodes[: max(1, len(nodes) // 2)]
+    agents = nodes[: max(1, len(nodes) // 2)] if host_network else []
     tenant_pods = count - len(made) - len(agents)
     if tenant_pods < len(tenants):
         raise ValueError(f"{count} pods are too few for {len(tenants)} namespaces")
@@ -170,12 +196,20 @@ def _pod(
     }
 
 
-def _policies(count: int, namespaces: list[Manifest], rng: random.Random) -> list[Manifest]:
+def _policies(
+    count: int,
+    namespaces: list[Manifest],
+    rng: random.Random,
+    admin_policies: bool = True,
+    pod_network_ipblocks: bool = True,
+) -> list[Manifest]:
     """About 7% AdminNetworkPolicies, one BaselineAdminNetworkPolicy, the rest NetworkPolicies
     spread over the tenant namespaces (a default deny first in each)."""
     tenants = [ns["metadata"] for ns in namespaces if "team" in ns["metadata"]["labels"]]
     admin = min(count - 1, max(0, count * 7 // 100)) if count > 1 else 0
     baseline = 1 if count > admin else 0
+    if not admin_policies:
+        admin = baseline = 0
     made = [_admin_policy(i, tenants, rng) for i in range(admin)]
     if baseline:
         made.append(_baseline_policy())
@@ -184,7 +218,7 @@ def _policies(count: int, namespaces: list[Manifest], rng: random.Random) -> lis
         if i < len(tenants):  # a third of the namespaces deny egress by default too
             made.append(_default_deny(ns["name"], egress=i % 3 == 0))
         else:
-            made.append(_network_policy(i, ns, tenants, rng))
+            made.append(_network_policy(i, ns, tenants, rng, pod_network_ipblocks))
     return made
 
 
@@ -209,7 +243,13 @@ def _default_deny(namespace: str, egress: bool) -> Manifest:
     }
 
 
-def _network_policy(i: int, ns: Manifest, tenants: list[Manifest], rng: random.Random) -> Manifest:
+def _network_policy(
+    i: int,
+    ns: Manifest,
+    tenants: list[Manifest],
+    rng: random.Random,
+    pod_network_ipblocks: bool = True,
+) -> Manifest:
     """One of the policies application teams write, picked by `i` and the seed."""
     app = rng.choice(sorted(APPS))
     peer_app = rng.choice(sorted(APPS))
@@ -299,14 +339,7 @@ def _network_policy(i: int, ns: Manifest, tenants: list[Manifest], rng: random.R
                 ]
             },
             {
-                "to": [
-                    {
-                        "ipBlock": {
-                            "cidr": "10.0.0.0/8",
-                            "except": [f"10.{rng.randint(244, 250)}.0.0/16"],
-                        }
-                    }
-                ],
+                "to": [{"ipBlock": _internal_block(rng.randint(244, 250), pod_network_ipblocks)}],
                 "ports": [
                     {
                         "port": rng.choice(PROBE_PORTS),
@@ -321,6 +354,14 @@ def _network_policy(i: int, ns: Manifest, tenants: list[Manifest], rng: random.R
         "metadata": {"name": f"np-{i:05d}-{app}", "namespace": ns["name"]},
         "spec": spec,
     }
+
+
+def _internal_block(second_octet: int, pod_network: bool) -> Manifest:
+    """The private network but one /16 of it: 10.0.0.0/8 (which holds the pod addresses), or
+    the same shape inside 100.64.0.0/10, which holds no pod."""
+    if pod_network:
+        return {"cidr": "10.0.0.0/8", "except": [f"10.{second_octet}.0.0/16"]}
+    return {"cidr": "100.64.0.0/10", "except": [f"100.{second_octet - 180}.0.0/16"]}
 
 
 def _admin_policy(i: int, tenants: list[Manifest], rng: random.Random) -> Manifest:

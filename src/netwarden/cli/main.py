@@ -7,29 +7,63 @@ else is a bug and may show a traceback.
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
 from typing import Any
 
 import typer
+import typer.main
 from typer.core import TyperGroup
 
 from netwarden import __version__
-from netwarden.cli import evaluate, explain
-from netwarden.cli.apply import apply_command
 from netwarden.cli.common import report_error
-from netwarden.cli.compile import compile_command
-from netwarden.cli.feeds import feeds_app, threat_app
-from netwarden.cli.lab import lab_app
-from netwarden.cli.selector import selector
 from netwarden.errors import NetwardenError
 
 #: Exit code for bad input and wrong usage (the code Click uses for usage errors).
 EXIT_INPUT = 2
 
+#: Every command: name -> (module, attribute), a command function or a Typer sub-app, in the
+#: order `--help` lists them. A module is imported only when its command runs (or `--help`
+#: lists it): `netwarden evaluate` does not pay for DuckDB, stix2 or the lab.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "evaluate": ("netwarden.cli.evaluate", "evaluate"),
+    "explain": ("netwarden.cli.explain", "explain"),
+    "selector": ("netwarden.cli.selector", "selector"),
+    "connectivity": ("netwarden.cli.connectivity", "connectivity"),
+    "compile": ("netwarden.cli.compile", "compile_command"),
+    "apply": ("netwarden.cli.apply", "apply_command"),
+    "lab": ("netwarden.cli.lab", "lab_app"),
+    "feeds": ("netwarden.cli.feeds", "feeds_app"),
+    "threat": ("netwarden.cli.feeds", "threat_app"),
+}
+
+
+def load_command(name: str) -> Any:
+    """The Click command for one entry of `COMMANDS`, importing its module now."""
+    module, attribute = COMMANDS[name]
+    target = getattr(importlib.import_module(module), attribute)
+    if isinstance(target, typer.Typer):
+        command: Any = typer.main.get_group(target)
+    else:
+        holder = typer.Typer()
+        holder.command(name=name)(target)
+        command = typer.main.get_group(holder).commands[name]
+    command.name = name
+    return command
+
 
 class _CommandGroup(TyperGroup):
-    """Turns NetwardenError raised by any command into the diagnostic and exit code 2."""
+    """Loads commands lazily from `COMMANDS` and turns NetwardenError raised by any of them
+    into the diagnostic and exit code 2."""
+
+    def list_commands(self, ctx: Any) -> list[str]:
+        return [*COMMANDS, *super().list_commands(ctx)]
+
+    def get_command(self, ctx: Any, name: str) -> Any:
+        if name in COMMANDS:
+            return load_command(name)
+        return super().get_command(ctx, name)
 
     def invoke(self, ctx: Any) -> Any:
         try:
@@ -48,14 +82,11 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,
 )
 
-app.command()(evaluate.evaluate)
-app.command()(explain.explain)
-app.command()(selector)
-app.command(name="compile")(compile_command)
-app.command(name="apply")(apply_command)
-app.add_typer(lab_app, name="lab")
-app.add_typer(feeds_app, name="feeds")
-app.add_typer(threat_app, name="threat")
+
+@app.callback()
+def main() -> None:
+    """Network security as code: read policies, decide flows, explain verdicts."""
+    # A callback makes the app a group even though only `version` is registered eagerly.
 
 
 @app.command()
