@@ -7,6 +7,9 @@ Cases with the same inventory share one lab (split over a few identical labs tha
 once); between cases the lab takes the next case's rulesets with `enforce_lab`, exactly as
 `netwarden lab apply` does, so replacing a live ruleset is exercised 150 times. SCTP rows are
 compiled and loaded but not probed (this kernel has no SCTP sockets), and so are the ICMP rows.
+Calico host endpoint cases are probed too: the node namespace holds the host endpoint's
+addresses and serves the probed ports, so a probe to a node address crosses the node's
+compiled host endpoint chains (failsafe ports, tiers, profiles, default deny).
 """
 
 from __future__ import annotations
@@ -37,25 +40,20 @@ from netwarden.dataplane.nftables import calico_interfaces, compile_ruleset
 from netwarden.dialects import load_documents
 from netwarden.dialects.source import Document, read_text
 from netwarden.engine.batch import Probe
-from netwarden.errors import CompileError
-from netwarden.model import ClusterState, parse_protocol
+from netwarden.model import ClusterState, EndpointKind, parse_protocol
 from tests.dataplane.conftest import TEST_PREFIX
 from tests.dataplane.test_lab_e2e import lab_manifests
 from tests.semantics.cases import Case, Expectation, all_cases
 
 pytestmark = pytest.mark.root
 
-#: Cases not probed, with the reason; the test asserts the compiler refuses each of them.
-NOT_PROBED = {
-    "host-endpoints-and-profiles": (
-        "Calico HostEndpoints govern the nodes' own traffic (failsafe ports, profiles, default "
-        "deny); the nftables backend does not compile them yet and must refuse"
-    ),
-    "global-policy-namespace-selector-host-endpoints": (
-        "host endpoints again (a GlobalNetworkPolicy's namespaceSelector meeting them): refused "
-        "for the same reason"
-    ),
-}
+#: Cases not probed, with the reason (none: every case is probed).
+NOT_PROBED: dict[str, str] = {}
+#: The cases whose nodes have Calico host endpoints: probed like the others.
+HOST_ENDPOINT_CASES = (
+    "global-policy-namespace-selector-host-endpoints",
+    "host-endpoints-and-profiles",
+)
 CASES_PER_LAB = 24  # a group of cases with one inventory is split over identical labs
 ALLOWED_TIMEOUT = 3.0  # a connection the engine allows answers in milliseconds
 DENIED_TIMEOUT = 0.5  # how long a probe the engine denies waits for an answer
@@ -213,17 +211,34 @@ def test_every_probe_shows_the_engine_verdict(
     )
     assert len(probed) == wanted and len(cases) == len(loaded_cases) - len(NOT_PROBED)
     assert wanted > 4000 and sum(1 for row in probed if not row.allowed) > 600
+    # Host endpoints included: every row of their cases probed, both verdicts seen.
+    for name in HOST_ENDPOINT_CASES:
+        verdicts = {row.allowed for row in probed if row.case == name}
+        assert verdicts == {True, False}, name
     print(
         f"\nenforcement: {len(cases)} cases in {len(labs)} labs, {len(probed)} probes "
         f"({sum(1 for r in probed if not r.allowed)} denied), 0 mismatches, {seconds:.1f} s"
     )
 
 
-@pytest.mark.parametrize("name", sorted(NOT_PROBED))
-def test_cases_not_probed_are_refused(name: str, loaded_cases: list[Loaded]) -> None:
-    """The excluded cases are excluded because the compiler refuses them, clearly."""
+@pytest.mark.parametrize("name", HOST_ENDPOINT_CASES)
+def test_host_endpoint_cases_compile_their_host_chains(
+    name: str, loaded_cases: list[Loaded]
+) -> None:
+    """Each node of a host endpoint case dispatches its host endpoint's address (the lab run
+    above proves the verdicts with packets)."""
     (loaded,) = [loaded for loaded in loaded_cases if loaded.case.name == name]
     cluster = loaded.cluster
+    assert NOT_PROBED == {}
     for node in cluster.nodes:
-        with pytest.raises(CompileError, match=r"host endpoint .* not compiled yet"):
-            compile_ruleset(cluster, node.name, calico_interfaces(cluster, node.name))
+        ruleset = compile_ruleset(cluster, node.name, calico_interfaces(cluster, node.name))
+        (host,) = [
+            e
+            for e in cluster.endpoints
+            if e.kind is EndpointKind.HOST_ENDPOINT and e.node == node.name
+        ]
+        (address,) = host.ips
+        maps = {c.name: c.elements for c in ruleset.contents}
+        for direction in ("ingress", "egress"):
+            (entry,) = maps[f"host4_{direction}_dispatch"]
+            assert entry.startswith(f"{address} : jump host_{direction}_c_")

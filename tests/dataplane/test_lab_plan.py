@@ -363,3 +363,42 @@ def test_a_host_pod_on_an_undeclared_node_gives_the_node_its_address() -> None:
 def test_the_gateway_address_is_reserved() -> None:
     with pytest.raises(LabError, match=r"169\.254\.1\.1 is used by both the lab's gateway and x/a"):
         plan_lab(cluster_of(pod("a", ip="169.254.1.1")), "demo")
+
+
+HOST_ENDPOINTS = """
+apiVersion: v1
+kind: Node
+metadata: {name: n1}
+status: {addresses: [{type: InternalIP, address: 172.28.0.2}]}
+---
+apiVersion: projectcalico.org/v3
+kind: HostEndpoint
+metadata: {name: n1-eth0}
+spec:
+  node: n1
+  interfaceName: eth0
+  expectedIPs: [172.28.0.2, 172.28.0.9]
+  ports: [{name: exporter, port: 9100, protocol: TCP}]
+---
+apiVersion: projectcalico.org/v3
+kind: HostEndpoint
+metadata: {name: n1-eth1}
+spec: {node: n1, interfaceName: eth1}
+"""
+
+
+def test_host_endpoints_live_in_their_node_namespace_with_failsafe_ports_served() -> None:
+    plan = plan_lab(cluster_of(HOST_ENDPOINTS), "hep")
+    (node,) = plan.nodes
+    # The host endpoint's expectedIPs are the node's addresses, on its link to the fabric.
+    assert node.ips == (IPv4Address("172.28.0.2"), IPv4Address("172.28.0.9"))
+    assert {a.ip for a in plan.addresses if a.netns == node.netns} == set(node.ips)
+    endpoint = plan.endpoint("172.28.0.9")
+    assert endpoint is not None and endpoint.key == "n1-eth0" and endpoint.netns == node.netns
+    served = {str(p) for p in endpoint.served}
+    assert {"9100/TCP", "22/TCP", "179/TCP", "6443/TCP", "68/UDP"} <= served
+    (server,) = plan.servers
+    assert server.netns == node.netns and set(server.ips) == set(node.ips)
+    # Without expectedIPs no flow is the host endpoint's: it is left out, with a warning.
+    assert all(e.key != "n1-eth1" for e in plan.endpoints)
+    assert any("n1-eth1" in warning for warning in plan.warnings)

@@ -41,6 +41,7 @@ GOLDEN_CASES = [
     CALICO / "tier-pass-and-end-of-tier-deny.yaml",  # Calico tier, Pass, end-of-tier deny
     CALICO / "rule-fields.yaml",  # nets/notNets, notPorts, ICMP, notProtocol, ipVersion
     CONFORMANCE / "anp-egress-node-peers-01.yaml",  # ANP priorities, node peers, Pass
+    CALICO / "host-endpoints-and-profiles.yaml",  # host endpoints: failsafe, profiles, deny
 ]
 
 NAMESPACES = """
@@ -320,7 +321,7 @@ spec: {selector: all(), ingress: [{action: Deny}]}
     assert staged.rules == plain.rules
 
 
-def test_host_endpoints_are_refused_on_their_node_only() -> None:
+def test_host_endpoints_are_compiled_on_their_node_only() -> None:
     text = (
         PODS
         + """
@@ -336,9 +337,11 @@ metadata: {name: n1-eth0}
 spec: {node: n1, interfaceName: eth0, expectedIPs: [172.18.0.2]}
 """
     )
-    with pytest.raises(CompileError, match=r"host endpoint n1-eth0 .* not compiled yet"):
-        compiled(text, "n1")
-    assert compiled(text, "n2").rules > 0
+    script = compiled(text, "n1").script
+    assert "172.18.0.2 : jump host_ingress_c_" in script
+    assert "172.18.0.2 : jump host_egress_c_" in script
+    other = compiled(text, "n2").script
+    assert other.count("host_") == 0 and compiled(text, "n2").rules > 0
 
 
 def test_an_address_two_endpoints_share_but_a_peer_tells_apart_is_refused() -> None:
@@ -472,20 +475,16 @@ def test_no_stale_goldens() -> None:
 
 @pytest.mark.slow
 def test_the_corpus_cases_all_compile() -> None:
-    """Every case compiles for every lab node, except those with host endpoints."""
-    refused = []
+    """Every case compiles for every lab node, host endpoint cases included."""
+    hosts = []
     for folder in (CONFORMANCE, K8S_E2E, CALICO):
         for case in load_cases(folder):
             cluster = case.cluster()
+            rulesets = compile_lab(cluster, plan_lab(cluster, "all", prefix="nw"))
             if any(e.kind is EndpointKind.HOST_ENDPOINT for e in cluster.endpoints):
-                for node in cluster.nodes:  # the lab cannot build host endpoints either
-                    with pytest.raises(CompileError, match="not compiled yet"):
-                        compile_ruleset(cluster, node.name, calico_interfaces(cluster, node.name))
-                refused.append(case.name)
-                continue
-            compile_lab(cluster, plan_lab(cluster, "all", prefix="nw"))
-    assert "host-endpoints-and-profiles" in refused
-    assert all("host-endpoint" in name for name in refused), refused
+                assert all("chain host_ingress {" in r.script for _, r in rulesets), case.name
+                hosts.append(case.name)
+    assert "host-endpoints-and-profiles" in hosts
 
 
 # --- nft in throwaway namespaces (root) -------------------------------------------------------

@@ -13,7 +13,8 @@ Two parts, each consuming the engine's resolved form and never re-deciding seman
   loads it as one transaction (the previous ruleset stays on any error), and `lab_enforce`
   compiles every lab node from the lab's inputs, loads the rulesets before any pod is
   connected (`lab up --enforce`) or after a change (`lab apply`), and compares probes with
-  the engine (`lab probe --compare`).
+  the engine (`lab probe --compare`). `nft_host` adds a node's Calico host endpoints: its own
+  addresses dispatched on the input and output hooks (failsafe ports, tiers, profiles, deny).
 - churn: `nft_ruleset` keeps a ruleset as skeleton (declarations, chains) plus elements, named
   after what each set means so that another inventory gives the same names; `nft_update`
   turns the loaded ruleset into the next one with one transaction of element changes when the

@@ -14,7 +14,10 @@ addresses and a default route via 169.254.1.1, the router end's fixed MAC, throu
 neighbour entry (what Calico does, without proxy ARP). Routers reach each leaf through a /32
 route and a permanent neighbour entry, so no ARP ever runs. The fabric namespace joins the
 nodes (one link per node, not a mesh) and is the gateway of the external endpoints; it routes
-each pod /32 via its node. hostNetwork pods live in their node's namespace at its addresses.
+each pod /32 via its node. hostNetwork pods live in their node's namespace at its addresses,
+and so do Calico host endpoints: their `expectedIPs` join the node's addresses (on the node's
+link to the fabric), and the node namespace serves their named ports and Felix's failsafe
+inbound ports, so that probes to them cross the node's compiled host endpoint chains.
 Nothing is connected to the root namespace: lab traffic cannot leave the lab.
 """
 
@@ -27,6 +30,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from ipaddress import IPv4Address, IPv4Network, ip_address
 
+from netwarden.engine.decide import FAILSAFE_INBOUND
 from netwarden.errors import LabError
 from netwarden.model import (
     PORTED_PROTOCOLS,
@@ -57,6 +61,8 @@ _LAB_NAME = re.compile(r"[a-z0-9]{1,12}")
 _PREFIX = re.compile(r"[a-z]{1,5}")
 _SAFE_PART = re.compile(r"[a-z0-9][a-z0-9.-]*")
 _MAX_NETNS = 200  # /run/netns/<name> must stay a valid file name (255 bytes)
+#: Endpoints that live in their node's namespace, at its addresses.
+_ON_NODE = (EndpointKind.HOST, EndpointKind.HOST_ENDPOINT)
 
 
 class Role(StrEnum):
@@ -256,7 +262,8 @@ def plan_lab(
     """Everything the lab for `cluster` creates.
 
     `served` gives the ports each endpoint (by key) serves; without it, pods serve their named
-    ports (the only ones the model keeps). Pods keep their addresses; pods without one get the
+    ports (the only ones the model keeps) and host endpoints theirs and the failsafe inbound
+    ports. Pods keep their addresses; pods without one get the
     next free address of their node's pod CIDR; pods without a node are spread over the nodes
     in inventory order. IPv6 addresses are left out with a warning (the lab is IPv4 only).
     """
@@ -305,6 +312,12 @@ class _Builder:
             ips = self._ipv4(endpoint.ips, endpoint.key)
             if endpoint.ips and not ips:
                 raise LabError(f"{endpoint.key}: has only IPv6 addresses; the lab is IPv4 only")
+            if endpoint.kind is EndpointKind.HOST_ENDPOINT and not ips:
+                self.warnings.append(
+                    f"host endpoint {endpoint.key}: no expectedIPs, so no flow is its own; "
+                    "left out of the lab"
+                )
+                continue
             on = endpoint.node
             if on is None and endpoint.kind is EndpointKind.HOST:
                 on = next((n for n, a in self.node_ips.items() if set(ips) & set(a)), None)
@@ -321,8 +334,8 @@ class _Builder:
         for i, item in enumerate(unplaced):
             item.node = names[i % len(names)]
         self._check_addresses()
-        hosts = [p for p in self.placed if p.endpoint.kind is EndpointKind.HOST]
-        for item in hosts:  # a hostNetwork pod's own addresses are its node's
+        hosts = [p for p in self.placed if p.endpoint.kind in _ON_NODE]
+        for item in hosts:  # a hostNetwork pod's or host endpoint's addresses are its node's
             assert item.node is not None
             node_ips = self.node_ips[item.node]
             node_ips.extend(ip for ip in item.ips if ip not in node_ips)
@@ -348,7 +361,7 @@ class _Builder:
                 self._own(owners, ip, f"node/{node_name}")
         for item in self.placed:
             for ip in item.ips:
-                if item.endpoint.kind is EndpointKind.HOST:
+                if item.endpoint.kind in _ON_NODE:
                     if owners.get(ip) == f"node/{item.node}":
                         continue
                     self._own(owners, ip, f"node/{item.node}")
@@ -389,7 +402,7 @@ class _Builder:
                 continue
             assert item.node is not None
             node = node_by_name[item.node]
-            if endpoint.kind is EndpointKind.HOST:
+            if endpoint.kind in _ON_NODE:
                 self.endpoints.append(
                     LabEndpoint(
                         endpoint.key, endpoint.kind, node.netns, tuple(item.ips), node.name, ports
@@ -429,6 +442,8 @@ class _Builder:
             ports = set(served[endpoint.key])
         else:
             ports = {ServedPort(p.port, p.protocol) for p in endpoint.ports}
+            if endpoint.kind is EndpointKind.HOST_ENDPOINT:
+                ports |= {ServedPort(port, protocol) for protocol, port in FAILSAFE_INBOUND}
         kept = tuple(sorted(p for p in ports if p.protocol in LAB_PROTOCOLS))
         return kept, len(ports) - len(kept)
 

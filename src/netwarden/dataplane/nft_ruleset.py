@@ -12,9 +12,11 @@ from dataclasses import dataclass
 from functools import cached_property
 
 from netwarden.engine.resolve import ProtocolPorts
-from netwarden.model import Peer, PortMatch
+from netwarden.model import Peer, Policy, PortMatch
 
 TABLE = "netwarden"
+#: The packet-mark bit a Pass sets (outside the bits kube-proxy and Calico use).
+PASS_MARK = 0x00100000
 #: The set holding one element, the content hash of the ruleset loaded (see `Ruleset`).
 GENERATION_SET = "generation"
 
@@ -136,6 +138,11 @@ class RenderIndex:
     peer_uses: tuple[PeerUse, ...]
     port_uses: tuple[NamedPortUse, ...]
     chain_names: frozenset[str]
+
+
+def policy_identity(policy: Policy) -> str:
+    """What tells policies apart in chain and set names (a key alone may repeat across kinds)."""
+    return f"{policy.tier}/{policy.kind}/{policy.key}"
 
 
 def nft_text(text: str) -> str:

@@ -40,8 +40,10 @@ log the packet (`FLOW_LOG_GROUPS`, one NFLOG group per direction, prefix as Cali
 hit): only a connection's first packet gets that far, so `netwarden.flows.collect` turns the
 logs into one record per connection.
 
-Not compiled yet (raise `CompileError`, never silently dropped): Calico host endpoints (they
-govern the node's own traffic); hostNetwork pods are not subjects and need nothing.
+Calico host endpoints (the node's own traffic: failsafe ports, tiers, profiles, default deny)
+are dispatched by address from their own base chains on the input and output hooks
+(`nft_host.py`); a hostNetwork pod at a host endpoint's address is governed by it, as the
+engine decides, and otherwise is not a subject and needs nothing.
 
 Interface names come from the caller: the lab passes its veth names; without a lab,
 `calico_interfaces` derives Calico's: `cali` + the first 11 hex digits of sha1("<ns>.<pod>").
@@ -57,8 +59,10 @@ from ipaddress import ip_network
 from itertools import product
 
 from netwarden.dataplane.apply import apply_ruleset
+from netwarden.dataplane.nft_host import HostChains, host_base_chains, host_chains, host_maps
 from netwarden.dataplane.nft_ruleset import (
     GENERATION_SET,
+    PASS_MARK,
     TABLE,
     NamedPortUse,
     PeerUse,
@@ -66,6 +70,7 @@ from netwarden.dataplane.nft_ruleset import (
     Ruleset,
     SetContents,
     SetDeclaration,
+    policy_identity,
 )
 from netwarden.dataplane.nft_ruleset import (
     nft_text as _text,
@@ -81,6 +86,7 @@ from netwarden.engine.resolve import (
     ResolvedNode,
     ResolvedPolicy,
     ResolvedRule,
+    TierRun,
     resolve_node,
 )
 from netwarden.errors import CompileError
@@ -101,8 +107,6 @@ from netwarden.model import (
     Rule,
 )
 
-#: The packet-mark bit a Pass sets (outside the bits kube-proxy and Calico use).
-PASS_MARK = 0x00100000
 #: NFLOG group of Log rules.
 LOG_GROUP = 1
 #: NFLOG groups of flow logs (`flow_logs=True`), per direction: the first packet of each new
@@ -219,11 +223,6 @@ def _flow_log(hit: str, direction: Direction) -> str:
     return f'log prefix "{hit} " group {FLOW_LOG_GROUPS[direction]}'
 
 
-def policy_identity(policy: Policy) -> str:
-    """What tells policies apart in chain and set names (a key alone may repeat across kinds)."""
-    return f"{policy.tier}/{policy.kind}/{policy.key}"
-
-
 def class_chain_name(direction: Direction, runs: Iterable[tuple[str, Sequence[Policy]]]) -> str:
     """The chain of the endpoint class that meets these (tier, policies) in this order: named
     after the class's meaning, so a pod of the same class finds it in any inventory."""
@@ -276,6 +275,7 @@ class _Renderer:
     peer_uses: dict[Hashable, PeerUse] = field(default_factory=dict)
     port_uses: dict[Hashable, NamedPortUse] = field(default_factory=dict)
     flow_logs: bool = False
+    host_dispatch: dict[Direction, HostChains] = field(default_factory=dict)
 
     def render(self) -> tuple[Ruleset, RenderIndex]:
         for family in FAMILIES:
@@ -290,6 +290,11 @@ class _Renderer:
             name = f"{direction.value}_dispatch"
             self.declarations.append(SetDeclaration(name, "type ifname : verdict", True))
             self.contents[name] = tuple(f'"{i}" : {v}' for i, v in dispatch[direction])
+        if self.host_dispatch:  # only a node with host endpoints has these (nft_host.py)
+            for declaration, elements in host_maps(self.host_dispatch):
+                self.declarations.append(declaration)
+                self.contents[declaration.name] = elements
+            self.base_chains += [_Chain(n, "", r, hook) for n, hook, r in host_base_chains()]
         chains = [
             *self.policy_chains,
             *sorted(self.tier_chains, key=lambda c: c.name),
@@ -342,21 +347,9 @@ class _Renderer:
             ]
             chain = _Chain(class_chain_name(resolved.direction, runs), f"{name} class")
             chain.rules.append(keep)
-            for run in endpoint_class.tiers:
-                key = (run.tier.name, run.policies)
-                if key not in tier_chains:
-                    identities = "|".join(
-                        policy_identity(resolved.policies[i].policy) for i in run.policies
-                    )
-                    tier_chains[key] = self._tier(
-                        f"{name}_t_{_safe(run.tier.name)[:32]}_{_digest(identities, 6)}",
-                        run.tier.name,
-                        run.tier.default_action,
-                        [(policy_chains[i], resolved.policies[i]) for i in run.policies],
-                    )
-                chain.rules.append(f"jump {tier_chains[key]}")
-                if any(resolved.policies[i].passes for i in run.policies):
-                    chain.rules.append(keep)
+            self._jump_tiers(
+                chain.rules, endpoint_class.tiers, resolved, policy_chains, tier_chains
+            )
             chain.rules.append(
                 self._logged(
                     PROFILE_HIT,
@@ -373,7 +366,47 @@ class _Renderer:
             self.class_chains.append(profile)
             unselected = f"jump {profile.name}"
         elements += [(key, unselected) for key in resolved.unselected]
+        if self.node.host_endpoints:
+            hosts = host_chains(
+                resolved,
+                self._rule,
+                lambda rules, tiers: self._jump_tiers(
+                    rules, tiers, resolved, policy_chains, tier_chains
+                ),
+                self._logged,
+            )
+            self.host_dispatch[resolved.direction] = hosts
+            self.policy_chains += [_Chain(n, c, r) for n, c, r in hosts.profile_chains]
+            self.class_chains += [_Chain(n, c, r) for n, c, r in hosts.class_chains]
         return sorted((self.interfaces[key], verdict) for key, verdict in elements)
+
+    def _jump_tiers(
+        self,
+        rules: list[str],
+        tiers: Sequence[TierRun],
+        resolved: ResolvedDirection,
+        policy_chains: list[str],
+        tier_chains: dict[tuple[str, tuple[int, ...]], str],
+    ) -> None:
+        """One jump per tier into its (shared) tier chain; after a tier that may Pass, the
+        Pass bit is cleared for the next one."""
+        keep = f"meta mark set meta mark & {~PASS_MARK & 0xFFFFFFFF:#010x}"
+        name = resolved.direction.value
+        for run in tiers:
+            key = (run.tier.name, run.policies)
+            if key not in tier_chains:
+                identities = "|".join(
+                    policy_identity(resolved.policies[i].policy) for i in run.policies
+                )
+                tier_chains[key] = self._tier(
+                    f"{name}_t_{_safe(run.tier.name)[:32]}_{_digest(identities, 6)}",
+                    run.tier.name,
+                    run.tier.default_action,
+                    [(policy_chains[i], resolved.policies[i]) for i in run.policies],
+                )
+            rules.append(f"jump {tier_chains[key]}")
+            if any(resolved.policies[i].passes for i in run.policies):
+                rules.append(keep)
 
     def _tier(
         self, name: str, tier: str, default: Action, policies: list[tuple[str, ResolvedPolicy]]

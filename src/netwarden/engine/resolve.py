@@ -8,6 +8,11 @@ re-implements semantics").
 
 - Endpoint classes: the node's pods grouped by the ordered tiers and policies that select them
   in one direction (`PolicyEngine.selecting`; enforced policies only, staged ones never).
+- Host endpoint classes: the node's Calico host endpoints grouped the same way and by the
+  profiles they list. The engine attributes a flow to a host endpoint by address (a node
+  address or hostNetwork pod address that a host endpoint's `expectedIPs` hold), so each class
+  carries the addresses it governs; then failsafe ports (`failsafe`), the tiers, the profiles'
+  Allow and Deny rules in order, and deny when none decided, as `PolicyEngine` decides.
 - Per rule, each end as addresses of one family: `known`, the addresses of inventory
   endpoints (pods, host endpoints, hostNetwork pods, node addresses) the peer matches; and
   `external`, for addresses no endpoint holds, the address space cut into atoms at every
@@ -18,9 +23,9 @@ re-implements semantics").
 
 Everything is plain data keyed by content, so equal peers resolve to equal (shareable) sets.
 The engine decides per endpoint; a packet only shows an address. Where two endpoints share an
-address (hostNetwork pods and their node) and a peer tells them apart, resolving fails with a
-`CompileError` instead of guessing. Named ports on a shared address are the union of what the
-endpoints there declare.
+address (hostNetwork pods, their node and its host endpoint) and a peer or a rule's own-end
+match tells them apart, resolving fails with a `CompileError` instead of guessing. Named
+ports on a shared address are the union of what the endpoints there declare.
 
     >>> from netwarden.dialects import load_paths
     >>> cluster = load_paths(["examples/shop"]).cluster
@@ -37,7 +42,7 @@ from functools import cached_property
 from ipaddress import IPv4Address, IPv6Address
 from itertools import pairwise
 
-from netwarden.engine.decide import PolicyEngine
+from netwarden.engine.decide import FAILSAFE_INBOUND, FAILSAFE_OUTBOUND, PolicyEngine
 from netwarden.engine.entity import entity_matches
 from netwarden.engine.matching import peer_matches
 from netwarden.errors import CompileError
@@ -49,20 +54,27 @@ from netwarden.model import (
     Direction,
     Endpoint,
     EndpointKind,
+    EndpointSelector,
     EntityMatch,
     IPAddress,
     IPNetwork,
     NetworkPeer,
+    Nothing,
     Peer,
     Policy,
     PortMatch,
     PortRange,
+    Profile,
     Rule,
     Tier,
     external_endpoint,
 )
 
 FAMILIES = (4, 6)
+_Runs = tuple[tuple[str, tuple[int, ...]], ...]  # (tier name, policy indices) in order
+_HostGroup = tuple[tuple[str, ...], tuple[IPAddress, ...]]  # host endpoint keys, addresses
+#: The tier name profile rules carry in labels and flow logs, as Calico names profile hits.
+PROFILE_TIER = "__PROFILE__"
 _BITS = {4: 32, 6: 128}
 
 
@@ -193,11 +205,40 @@ class EndpointClass:
 
 
 @dataclass(frozen=True)
+class ResolvedProfile:
+    """A host endpoint profile in one direction: its Allow and Deny rules in order (the engine
+    passes over Log and Pass in a profile). `policy` is the profile as a policy of tier
+    `PROFILE_TIER`, so that its rules resolve and render like any other."""
+
+    profile: Profile
+    policy: Policy
+    direction: Direction
+    rules: tuple[ResolvedRule, ...]
+
+
+@dataclass(frozen=True)
+class HostEndpointClass:
+    """Host endpoints met by the same tiers and policies in the same order that list the same
+    profiles (indices into `ResolvedDirection.profiles`, in the order listed). `addresses` are
+    the ones the engine attributes to these host endpoints: packets to them (ingress) or from
+    them (egress) are theirs."""
+
+    tiers: tuple[TierRun, ...]
+    profiles: tuple[int, ...]
+    endpoints: tuple[str, ...]
+    addresses: tuple[IPAddress, ...]
+
+
+@dataclass(frozen=True)
 class ResolvedDirection:
     direction: Direction
     classes: tuple[EndpointClass, ...]
     unselected: tuple[str, ...]  # no policy selects them: the profile allows
     policies: tuple[ResolvedPolicy, ...]
+    host_classes: tuple[HostEndpointClass, ...] = ()
+    profiles: tuple[ResolvedProfile, ...] = ()
+    #: (protocol, port) a host endpoint allows before any policy (Felix's failsafe ports).
+    failsafe: tuple[tuple[int, int], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -209,6 +250,7 @@ class ResolvedNode:
     known: tuple[frozenset[IPAddress], ...]  # every inventory address, per family
     egress: ResolvedDirection
     ingress: ResolvedDirection
+    host_endpoints: tuple[Endpoint, ...] = ()  # the node's Calico host endpoints
 
     def direction(self, direction: Direction) -> ResolvedDirection:
         return self.egress if direction is Direction.EGRESS else self.ingress
@@ -218,11 +260,12 @@ class ResolvedNode:
 
 
 def resolve_node(cluster: ClusterState, node: str, endpoints: Sequence[str]) -> ResolvedNode:
-    """The resolved form for `endpoints` (pod keys) running on `node`.
+    """The resolved form for `endpoints` (pod keys) running on `node`, and for the node's
+    own host endpoints.
 
-    Raises `CompileError` for what no address-based dataplane can enforce exactly: a host
-    endpoint on the node (it governs the node's own traffic), a local endpoint that is not a
-    pod, or a peer that tells apart endpoints sharing one address.
+    Raises `CompileError` for what no address-based dataplane can enforce exactly: a local
+    endpoint that is not a pod, a host endpoint holding this node's address but naming another
+    node, or a peer that tells apart endpoints sharing one address.
     """
     return _Resolver(cluster).node(node, endpoints)
 
@@ -391,6 +434,17 @@ class _Resolver:
         entries: set[AddressPort] = set()
         for endpoint in subjects:
             for ip in endpoint.ips:
+                if endpoint.kind is EndpointKind.HOST_ENDPOINT:
+                    # The engine matches a rule's own end on the flow's endpoint, which may be
+                    # a hostNetwork pod at the host endpoint's address: all must agree.
+                    holders = self.at_address.get(ip) or [endpoint]
+                    seen = {entity_matches(local, e, ip, self.cluster)[0] for e in holders}
+                    if len(seen) > 1:
+                        names = ", ".join(sorted(e.key for e in holders))
+                        raise CompileError(
+                            f"{endpoint.key}: address {ip} is shared by {names}, which a rule's "
+                            "own-end match tells apart; this cannot be enforced exactly"
+                        )
                 if not entity_matches(local, endpoint, ip, self.cluster)[0]:
                     continue
                 if not by_port:
@@ -486,7 +540,7 @@ class _Resolver:
         return ResolvedRule(policy, index, rule, peer, local, ports, not_ports, never)
 
     def node(self, node: str, keys: Sequence[str]) -> ResolvedNode:
-        self._refuse_host_endpoints(node)
+        hosts = self._host_endpoints(node)
         endpoints = []
         for key in keys:
             endpoint = self.cluster.endpoints_by_key.get(key)
@@ -505,58 +559,129 @@ class _Resolver:
             node,
             tuple(endpoints),
             known,
-            self.direction(Direction.EGRESS, endpoints),
-            self.direction(Direction.INGRESS, endpoints),
+            self.direction(Direction.EGRESS, endpoints, hosts),
+            self.direction(Direction.INGRESS, endpoints, hosts),
+            tuple(hosts),
         )
 
-    def _refuse_host_endpoints(self, node: str) -> None:
-        """Host endpoints govern the node's own traffic (failsafe ports, profiles, default
-        deny even without a policy); no backend compiles them yet, so refuse (fail closed)."""
+    def _host_endpoints(self, node: str) -> list[Endpoint]:
+        """The node's host endpoints that hold addresses (the engine attributes no flow to one
+        without). One holding this node's address but naming another node is refused: which
+        node's ruleset would govern the address is then a guess."""
         known = self.cluster.nodes_by_name.get(node)
         node_ips = set(known.ips) if known is not None else set()
+        found = []
         for endpoint in self.cluster.endpoints:
-            if endpoint.kind is EndpointKind.HOST_ENDPOINT and (
-                endpoint.node == node or node_ips & set(endpoint.ips)
-            ):
+            if endpoint.kind is not EndpointKind.HOST_ENDPOINT:
+                continue
+            if endpoint.node == node:
+                if endpoint.ips:
+                    found.append(endpoint)
+            elif node_ips & set(endpoint.ips):
                 raise CompileError(
-                    f"node {node}: host endpoint {endpoint.key} governs the node's own traffic, "
-                    "and host endpoints are not compiled yet (refusing rather than leaving the "
-                    "node unprotected)"
+                    f"node {node}: host endpoint {endpoint.key} holds this node's address "
+                    f"{min(node_ips & set(endpoint.ips), key=str)} but names node {endpoint.node}"
                 )
+        return found
 
-    def direction(self, direction: Direction, endpoints: Sequence[Endpoint]) -> ResolvedDirection:
+    def direction(
+        self,
+        direction: Direction,
+        endpoints: Sequence[Endpoint],
+        hosts: Sequence[Endpoint] = (),
+    ) -> ResolvedDirection:
         index = {id(policy): i for i, policy in enumerate(self.engine.policies)}
-        classes: dict[tuple[tuple[str, tuple[int, ...]], ...], list[str]] = {}
-        tiers: dict[str, Tier] = {}
+        classes: dict[_Runs, list[str]] = {}
+        tiers = {tier.name: tier for tier, _ in self.engine.tiers}
         unselected: list[str] = []
         for endpoint in endpoints:
-            runs = tuple(
-                (tier.name, tuple(index[id(p)] for p in policies))
-                for tier, policies in self.engine.selecting(endpoint, direction)
-                if policies
-            )
-            for tier, _ in self.engine.tiers:
-                tiers.setdefault(tier.name, tier)
+            runs = self._runs(endpoint, direction, index)
             if runs:
                 classes.setdefault(runs, []).append(endpoint.key)
             else:
                 unselected.append(endpoint.key)
-        used = sorted({i for runs in classes for _, ids in runs for i in ids})
+        host_runs = {host.key: self._runs(host, direction, index) for host in hosts}
+        used = sorted(
+            {i for runs in (*classes, *host_runs.values()) for _, ids in runs for i in ids}
+        )
         position = {policy_id: n for n, policy_id in enumerate(used)}
-        policies = tuple(self._policy(self.engine.policies[i], direction, endpoints) for i in used)
+        subjects = [*endpoints, *hosts]  # a rule's own end matches the node's host endpoints too
+        policies = tuple(self._policy(self.engine.policies[i], direction, subjects) for i in used)
+        host_classes, profiles = self._host_classes(direction, hosts, host_runs, subjects)
+
+        def run_of(name: str, ids: tuple[int, ...]) -> TierRun:
+            return TierRun(tiers[name], tuple(position[i] for i in ids))
+
+        failsafe = FAILSAFE_INBOUND if direction is Direction.INGRESS else FAILSAFE_OUTBOUND
         return ResolvedDirection(
             direction,
             tuple(
-                EndpointClass(
-                    tuple(
-                        TierRun(tiers[name], tuple(position[i] for i in ids)) for name, ids in runs
-                    ),
-                    tuple(keys),
-                )
+                EndpointClass(tuple(run_of(name, ids) for name, ids in runs), tuple(keys))
                 for runs, keys in classes.items()
             ),
             tuple(unselected),
             policies,
+            tuple(
+                HostEndpointClass(
+                    tuple(run_of(name, ids) for name, ids in runs), names, keys, addresses
+                )
+                for (runs, names), (keys, addresses) in host_classes.items()
+            ),
+            profiles,
+            tuple(sorted(failsafe)) if hosts else (),
+        )
+
+    def _runs(self, endpoint: Endpoint, direction: Direction, index: dict[int, int]) -> _Runs:
+        """(tier, policy indices) of every tier with policies that select `endpoint`."""
+        return tuple(
+            (tier.name, tuple(index[id(p)] for p in policies))
+            for tier, policies in self.engine.selecting(endpoint, direction)
+            if policies
+        )
+
+    def _host_classes(
+        self,
+        direction: Direction,
+        hosts: Sequence[Endpoint],
+        host_runs: dict[str, _Runs],
+        subjects: Sequence[Endpoint],
+    ) -> tuple[dict[tuple[_Runs, tuple[int, ...]], _HostGroup], tuple[ResolvedProfile, ...]]:
+        """Host endpoints grouped by (tiers, profiles), each group with its keys and the
+        addresses the engine attributes to it (an address two host endpoints list belongs to
+        the first, as `PolicyEngine.host_endpoints_by_ip` decides)."""
+        profiles: dict[str, int] = {}
+        resolved: list[ResolvedProfile] = []
+        groups: dict[tuple[_Runs, tuple[int, ...]], _HostGroup] = {}
+        for host in hosts:
+            listed = []
+            for name in host.profiles:
+                profile = self.cluster.profiles_by_name.get(name)
+                if profile is None:  # the engine finds no rules in a profile that is not there
+                    continue
+                if name not in profiles:
+                    profiles[name] = len(resolved)
+                    resolved.append(self._profile(profile, direction, subjects))
+                listed.append(profiles[name])
+            owned = tuple(ip for ip in host.ips if self.engine.host_endpoints_by_ip.get(ip) is host)
+            key = (host_runs[host.key], tuple(listed))
+            keys, addresses = groups.get(key, ((), ()))
+            groups[key] = ((*keys, host.key), (*addresses, *owned))
+        return groups, tuple(resolved)
+
+    def _profile(
+        self, profile: Profile, direction: Direction, subjects: Sequence[Endpoint]
+    ) -> ResolvedProfile:
+        policy = profile_policy(profile)
+        decisive = [
+            (i, rule)
+            for i, rule in enumerate(profile.rules(direction))
+            if rule.action in (Action.ALLOW, Action.DENY)
+        ]
+        return ResolvedProfile(
+            profile,
+            policy,
+            direction,
+            tuple(self.rule(policy, i, rule, direction, subjects) for i, rule in decisive),
         )
 
     def _policy(
@@ -568,6 +693,20 @@ class _Resolver:
             direction,
             tuple(self.rule(policy, i, rule, direction, subjects) for i, rule in enumerate(rules)),
         )
+
+
+def profile_policy(profile: Profile) -> Policy:
+    """A profile as a policy of tier `PROFILE_TIER` that selects nothing by itself (host
+    endpoints name their profiles), named `__PROFILE__.<name>` as Calico's flow logs do."""
+    return Policy(
+        name=profile.name,
+        kind="Profile",
+        tier=PROFILE_TIER,
+        subject=EndpointSelector(pods=Nothing()),
+        ingress=profile.ingress,
+        egress=profile.egress,
+        calico_name=f"{PROFILE_TIER}.{profile.name}",
+    )
 
 
 def _ip(family: int, value: int) -> IPAddress:
