@@ -36,6 +36,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "lab": ("netwarden.cli.lab", "lab_app"),
     "feeds": ("netwarden.cli.feeds", "feeds_app"),
     "threat": ("netwarden.cli.feeds", "threat_app"),
+    "flows": ("netwarden.cli.flows", "flows_app"),
+    "collect": ("netwarden.cli.collect", "collect_command"),
+    "preview": ("netwarden.cli.preview", "preview_command"),
+    "recommend": ("netwarden.cli.recommend", "recommend_command"),
 }
 
 

@@ -1,0 +1,340 @@
+"""The collector on real packets (root; CI runs it): a lab enforcing policies, traffic with
+known byte counts, allowed and denied, collected with ulogd2 and conntrack, stored in DuckDB.
+Every connection is there once per reporter, with its endpoints, action and the deciding
+policy the engine names, and bytes within 5% of what was sent."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import tempfile
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from netwarden.cli.main import app
+from netwarden.dataplane.apply import list_table
+from netwarden.dataplane.lab import destroy_lab, load_state
+from netwarden.dataplane.netns import entered
+from netwarden.engine import PolicyEngine
+from netwarden.engine.verdict import Decision, Reason
+from netwarden.flows.collect import CollectResult
+from netwarden.flows.collect_lab import lab_cluster, lab_flow_logs
+from netwarden.flows.store import open_store
+from netwarden.model import TCP, UDP, ClusterState, Flow
+
+pytestmark = pytest.mark.root
+
+PREFIX = "nwcol"
+LAB = "flows"
+
+INPUTS = """
+apiVersion: v1
+kind: Namespace
+metadata: {name: shop}
+---
+apiVersion: v1
+kind: Node
+metadata: {name: n1}
+---
+apiVersion: v1
+kind: Node
+metadata: {name: n2}
+"""
+for _name, _ip, _node, _app in (
+    ("web-0", "10.7.1.10", "n1", "web"),
+    ("web-1", "10.7.2.12", "n2", "web"),
+    ("api-0", "10.7.2.10", "n2", "api"),
+    ("db-0", "10.7.2.11", "n2", "db"),
+):
+    INPUTS += f"""---
+apiVersion: v1
+kind: Pod
+metadata: {{name: {_name}, namespace: shop, labels: {{app: {_app}}}}}
+spec: {{nodeName: {_node}}}
+status: {{podIP: {_ip}}}
+"""
+INPUTS += """---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: api, namespace: shop}
+spec:
+  podSelector: {matchLabels: {app: api}}
+  ingress:
+    - from: [{podSelector: {matchLabels: {app: web}}}]
+      ports: [{port: 8080, protocol: TCP}, {port: 5353, protocol: UDP}]
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: db, namespace: shop}
+spec:
+  podSelector: {matchLabels: {app: db}}
+  ingress: [{from: [{podSelector: {matchLabels: {app: api}}}], ports: [{port: 5432}]}]
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: web, namespace: shop}
+spec:
+  podSelector: {matchLabels: {app: web}}
+  policyTypes: [Egress]
+  egress:
+    - to: [{podSelector: {matchLabels: {app: api}}}]
+    - to: [{podSelector: {matchLabels: {app: db}}}]
+      ports: [{port: 5432}]
+"""
+
+
+@dataclass(frozen=True)
+class Conversation:
+    """One connection the test makes: who, where, and how many payload bytes each way."""
+
+    src: str
+    dst: str
+    port: int
+    protocol: int
+    sent: int  # client -> server payload bytes
+    answer: int  # server -> client payload bytes
+    allowed: bool
+
+
+CONVERSATIONS = [
+    Conversation("shop/web-0", "shop/api-0", 8080, TCP, 400_000, 100_000, True),  # across nodes
+    Conversation("shop/web-1", "shop/api-0", 8080, TCP, 300_000, 60_000, True),  # same node
+    Conversation("shop/api-0", "shop/db-0", 5432, TCP, 200_000, 40_000, True),  # no egress policy
+    Conversation("shop/api-0", "shop/web-0", 9000, TCP, 150_000, 150_000, True),  # profile both
+    Conversation("shop/web-0", "shop/api-0", 5353, UDP, 20 * 1000, 1000, True),
+    Conversation("shop/web-0", "shop/db-0", 5432, TCP, 1000, 0, False),  # db's ingress denies
+    Conversation("shop/db-0", "shop/api-0", 8080, TCP, 1000, 0, False),  # api's ingress denies
+    Conversation("shop/web-1", "shop/db-0", 6000, TCP, 1000, 0, False),  # web's egress denies
+]
+
+
+@pytest.fixture
+def lab(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    if os.geteuid() != 0:
+        pytest.fail("this test needs root (network namespaces): run the suite as root, as CI does")
+    for tool in ("ip", "nft", "ulogd", "conntrack"):
+        if shutil.which(tool) is None:
+            pytest.fail(f"this test needs `{tool}` (make system-deps)")
+    state = tmp_path / "labs"
+    monkeypatch.setenv("NETWARDEN_LAB_DIR", str(state))
+    monkeypatch.setenv("NETWARDEN_LAB_PREFIX", PREFIX)
+    inputs = tmp_path / "inputs.yaml"
+    inputs.write_text(INPUTS)
+    destroy_lab(LAB, PREFIX, state)
+    try:
+        result = CliRunner().invoke(
+            app, ["lab", "up", "-f", str(inputs), "--name", LAB, "--enforce"]
+        )
+        assert result.exit_code == 0, result.output
+        yield state
+    finally:
+        destroy_lab(LAB, PREFIX, state)
+
+
+def _serve(listener: socket.socket, conversation: Conversation, received: list[int]) -> None:
+    """Read everything the client sends, then answer with `answer` bytes."""
+    if conversation.protocol == TCP:
+        connection, _ = listener.accept()
+        with connection:
+            total = 0
+            while chunk := connection.recv(65536):
+                total += len(chunk)
+            connection.sendall(b"a" * conversation.answer)
+        received.append(total)
+    else:
+        total = 0
+        while total < conversation.sent:
+            data, peer = listener.recvfrom(65536)
+            total += len(data)
+        listener.sendto(b"a" * conversation.answer, peer)
+        received.append(total)
+
+
+def run(conversation: Conversation, netns: dict[str, str], ips: dict[str, str]) -> tuple[str, int]:
+    """Make the connection; returns (client address, client port) as the packets carry them."""
+    kind = socket.SOCK_STREAM if conversation.protocol == TCP else socket.SOCK_DGRAM
+    received: list[int] = []
+    server = None
+    if conversation.allowed:
+        with entered(netns[conversation.dst]):
+            listener = socket.socket(socket.AF_INET, kind)
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind((ips[conversation.dst], conversation.port))
+        if kind == socket.SOCK_STREAM:
+            listener.listen(1)
+        server = threading.Thread(target=_serve, args=(listener, conversation, received))
+        server.start()
+    with entered(netns[conversation.src]):
+        client = socket.socket(socket.AF_INET, kind)
+    with client:
+        client.settimeout(5 if conversation.allowed else 1.5)
+        client.bind((ips[conversation.src], 0))
+        address = client.getsockname()
+        target = (ips[conversation.dst], conversation.port)
+        if not conversation.allowed:
+            with pytest.raises(OSError):
+                client.connect(target)
+            return address
+        if kind == socket.SOCK_STREAM:
+            client.connect(target)
+            client.sendall(b"q" * conversation.sent)
+            client.shutdown(socket.SHUT_WR)
+            got = 0
+            while chunk := client.recv(65536):
+                got += len(chunk)
+        else:
+            for _ in range(conversation.sent // 1000):
+                client.sendto(b"q" * 1000, target)
+            got = len(client.recvfrom(65536)[0])
+    assert server is not None
+    server.join(10)
+    listener.close()
+    assert received == [conversation.sent] and got == conversation.answer
+    return address
+
+
+def deciding_hit(decision: Decision, engine: PolicyEngine) -> str:
+    """The final hit as Calico writes it, from the engine's decision (what `explain` shows)."""
+    action = "allow" if decision.allowed else "deny"
+    if decision.reason is Reason.NO_TIER_DECIDED:
+        return f"__PROFILE__|__PROFILE__.kns.{decision.endpoint.namespace}|allow|0"
+    policy, rule = decision.policy, decision.rule_index
+    if decision.reason is Reason.TIER_DEFAULT:
+        policy, rule = decision.steps[-1].policies[0], -1
+    assert policy is not None and decision.reason in (Reason.RULE, Reason.TIER_DEFAULT)
+    name = f"{policy.namespace}/{policy.calico_name}" if policy.namespace else policy.calico_name
+    return f"{decision.tier}|{name}|{action}|{rule}"
+
+
+def test_collected_records_match_the_traffic_and_the_engine(lab: Path, tmp_path: Path) -> None:
+    state = load_state(LAB, lab)
+    plan = state.plan
+    netns = {e.key: e.netns for e in plan.endpoints}
+    ips = {e.key: str(e.ips[0]) for e in plan.endpoints}
+    cluster: ClusterState = lab_cluster(state)
+    engine = PolicyEngine(cluster)
+    with lab_flow_logs(LAB, lab) as collector:
+        logged = [list_table(node.netns) for node in plan.nodes]
+        assert all("log prefix" in table for table in logged)
+        allowed = [c for c in CONVERSATIONS if c.allowed]
+        denied = [c for c in CONVERSATIONS if not c.allowed]
+        clients = {c: run(c, netns, ips) for c in allowed}
+        with ThreadPoolExecutor(len(denied)) as pool:  # each waits for its timeout
+            clients.update(zip(denied, pool.map(lambda c: run(c, netns, ips), denied), strict=True))
+        result: CollectResult = collector.stop()
+    # Flow logs are off again once collection ends.
+    assert all("log prefix" not in list_table(node.netns) for node in plan.nodes)
+
+    store = open_store(str(tmp_path / "flows.duckdb"))
+    assert store.append(result.table) == result.table.num_rows
+    records = store.scan().to_pylist()
+    store.close()
+    assert not result.unreadable
+
+    ours = {(ip, port) for ip, port in clients.values()}
+    mine = [r for r in records if (r["source_ip"], r["source_port"]) in ours]
+    counted = Counter((r["source_ip"], r["source_port"], r["reporter"]) for r in mine)
+    assert all(n == 1 for n in counted.values()), counted  # every connection once per reporter
+    expected_records = 0
+    for conversation, (client_ip, client_port) in clients.items():
+        src, dst = cluster.endpoint(conversation.src), cluster.endpoint(conversation.dst)
+        assert src is not None and dst is not None
+        verdict = engine.decide(Flow(src, dst, conversation.port, conversation.protocol))
+        assert verdict.allowed == conversation.allowed
+        reporters = [("src", verdict.egress)]
+        if verdict.egress.allowed:  # a flow denied at egress never reaches the destination
+            reporters.append(("dst", verdict.ingress))
+        for reporter, decision in reporters:
+            expected_records += 1
+            (record,) = [
+                r
+                for r in mine
+                if (r["source_ip"], r["source_port"], r["reporter"])
+                == (client_ip, client_port, reporter)
+            ]
+            what = f"{conversation} as {reporter}"
+            assert record["dest_ip"] == ips[conversation.dst], what
+            assert record["dest_port"] == conversation.port, what
+            assert record["proto"] == ("tcp" if conversation.protocol == TCP else "udp"), what
+            assert (record["source_namespace"], record["source_name"]) == tuple(
+                conversation.src.split("/")
+            )
+            assert (record["dest_namespace"], record["dest_name"]) == tuple(
+                conversation.dst.split("/")
+            )
+            assert record["source_type"] == record["dest_type"] == "workload"
+            assert f"app={src.labels['app']}" in record["source_labels"]
+            assert record["action"] == ("allow" if decision.allowed else "deny"), what
+            assert record["policies_enforced"][-1].split("|", 1)[1] == deciding_hit(
+                decision, engine
+            ), what
+            assert record["host"] == (src.node if reporter == "src" else dst.node)
+            if not decision.allowed or not verdict.allowed:
+                continue
+            sent, answered = conversation.sent, conversation.answer
+            out, back = (
+                (record["bytes_out"], record["bytes_in"])
+                if reporter == "src"
+                else (record["bytes_in"], record["bytes_out"])
+            )
+            assert sent <= out <= sent * 1.05, (what, out)
+            assert answered <= back <= max(answered * 1.05, answered + 400), (what, back)
+            assert record["packets_out"] > 0 and record["num_flows"] == 1
+    assert len(mine) == expected_records
+
+
+def test_collect_cli_stores_lab_flows(lab: Path, tmp_path: Path) -> None:
+    """`netwarden collect --lab` for a fixed time: the records land in the store, counted."""
+    state = load_state(LAB, lab)
+    netns = {e.key: e.netns for e in state.plan.endpoints}
+    ips = {e.key: str(e.ips[0]) for e in state.plan.endpoints}
+    store_path = tmp_path / "cli.duckdb"
+    outcome: dict[str, Any] = {}
+
+    def collect() -> None:
+        outcome["result"] = CliRunner().invoke(
+            app, ["collect", "--lab", LAB, "--flows", str(store_path), "--duration", "4s"]
+        )
+
+    thread = threading.Thread(target=collect)
+    thread.start()
+    started = time.time()
+    deadline = time.monotonic() + 20
+    while len(_ready_readers(started)) < len(state.plan.nodes):  # ulogd bound on every node
+        assert time.monotonic() < deadline and thread.is_alive(), "the collector never started"
+        time.sleep(0.1)
+    assert all("log prefix" in list_table(n.netns) for n in state.plan.nodes)
+    run(CONVERSATIONS[0], netns, ips)
+    thread.join(30)
+    result = outcome["result"]
+    assert result.exit_code == 0, result.output
+    store = open_store(str(store_path))
+    records = store.scan().to_pylist()
+    store.close()
+    assert {(r["reporter"], r["action"], r["dest_port"]) for r in records} >= {
+        ("src", "allow", 8080),
+        ("dst", "allow", 8080),
+    }
+    assert f"{len(records)} records stored" in result.output
+
+
+def _ready_readers(since: float) -> list[Path]:
+    """The ulogd logs of collectors started since `since` that say ulogd is reading."""
+    ready = []
+    for log in Path(tempfile.gettempdir()).glob("netwarden-collect-*/ulogd.log"):
+        try:  # another collector may be removing its folder right now
+            if log.stat().st_mtime >= since - 1 and "entering main loop" in log.read_text():
+                ready.append(log)
+        except OSError:
+            continue
+    return ready
