@@ -31,6 +31,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "explain": ("netwarden.cli.explain", "explain"),
     "selector": ("netwarden.cli.selector", "selector"),
     "connectivity": ("netwarden.cli.connectivity", "connectivity"),
+    "verify": ("netwarden.cli.verify", "verify"),
+    "lint": ("netwarden.cli.lint", "lint"),
     "compile": ("netwarden.cli.compile", "compile_command"),
     "apply": ("netwarden.cli.apply", "apply_command"),
     "lab": ("netwarden.cli.lab", "lab_app"),

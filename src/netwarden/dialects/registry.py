@@ -16,6 +16,7 @@ from netwarden.dialects import (
     k8s_inventory,
     k8s_netpol,
     k8s_services,
+    requirements,
     threat_feed,
 )
 from netwarden.dialects.source import Document
@@ -29,6 +30,7 @@ DIALECTS = (
     k8s_services,
     calico,
     calico_inventory,
+    requirements,
     threat_feed,
 )
 

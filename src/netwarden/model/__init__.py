@@ -57,6 +57,7 @@ from netwarden.model.ports import (
     parse_protocol,
     protocol_name,
 )
+from netwarden.model.requirements import Requirement, RequirementKind
 from netwarden.model.selector import (
     All,
     And,
@@ -123,6 +124,8 @@ __all__ = [
     "PortMatch",
     "PortRange",
     "Profile",
+    "Requirement",
+    "RequirementKind",
     "Rule",
     "Selector",
     "Service",
