@@ -10,14 +10,15 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from netwarden.analysis.preview import Baseline, preview, workload_name
+from netwarden.analysis.preview import Baseline, _decide, preview, workload_name
 from netwarden.cli.main import app
 from netwarden.dialects import load_paths
 from netwarden.dialects.probes import read_probes
-from netwarden.engine import PolicyEngine
+from netwarden.engine import PolicyEngine, VectorEngine
 from netwarden.engine.flow_batch import group_flows
 from netwarden.engine.verdict import Verdict
 from netwarden.flows.schema import from_records
@@ -402,3 +403,36 @@ def test_aggregated_records_of_two_workloads_are_told_apart(shop: ClusterState) 
         for i, n in zip(groups.batch.src, groups.records, strict=True)
     )
     assert sources == [("backend-0", 1), ("frontend-0", 2)]
+
+
+def test_each_conversation_is_decided_once_with_the_verdicts_of_a_full_evaluation(
+    proposed: tuple[Path, ClusterState],
+) -> None:
+    _, cluster = proposed
+    records = flow_records(cluster, shop_flows(cluster))
+    groups = group_flows(cluster, from_records(records), ("action", "reporter"))
+    engine = VectorEngine(cluster)
+    conversations = {
+        (int(s), int(d), int(p), int(q))
+        for s, d, p, q in zip(
+            groups.batch.src,
+            groups.batch.dst,
+            groups.batch.port,
+            groups.batch.protocol,
+            strict=True,
+        )
+    }
+    assert len(conversations) < len(groups.batch)  # src and dst records share conversations
+    full, shared = engine.evaluate(groups.batch), _decide(engine, groups.batch)
+    assert full.staged is not None and shared.staged is not None
+    for whole, spread in ((full, shared), (full.staged, shared.staged)):
+        for direction in ("egress", "ingress"):
+            for field in ("allowed", "reason", "policy", "rule"):
+                expected = getattr(getattr(whole, direction), field)
+                assert np.array_equal(getattr(getattr(spread, direction), field), expected)
+        labels = [
+            spread.deciding(g, egress=e) for g in range(len(groups.batch)) for e in (True, False)
+        ]
+        assert labels == [
+            whole.deciding(g, egress=e) for g in range(len(groups.batch)) for e in (True, False)
+        ]

@@ -5,13 +5,19 @@ from __future__ import annotations
 
 import ipaddress
 import random
+import socket
+from unittest.mock import patch
 
 import numpy as np
+import pyarrow as pa
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from netwarden.errors import UsageError
+from netwarden.threatintel import check
 from netwarden.threatintel.check import FeedIndex
-from netwarden.threatintel.match import dns_hits, flow_hits
+from netwarden.threatintel.match import address_columns, dns_hits, flow_hits, ipv4_keys
 
 
 def test_bulk_lookup_matches_the_oracle() -> None:
@@ -84,7 +90,7 @@ def test_empty_index() -> None:
     assert index.check("192.0.2.1") == ()
 
 
-def test_long_columns_take_the_bucketed_path_with_the_same_answers() -> None:
+def test_long_columns_take_the_block_table_with_the_same_answers() -> None:
     rng = np.random.default_rng(5)
     starts = rng.integers(0, 2**32, 5000, dtype=np.uint64)
     entries = [
@@ -97,7 +103,7 @@ def test_long_columns_take_the_bucketed_path_with_the_same_answers() -> None:
     keys = rng.integers(0, 2**32, 400_000, dtype=np.uint64).astype(np.uint32)
     keys[:1000] = (starts[:1000] & 0xFFFFFFFF).astype(np.uint32)  # listed for sure
     keys[1000:1002] = [0, 2**32 - 1]
-    whole = index.lookup(keys)  # one long column: bucketed
+    whole = index.lookup(keys)  # one long column: the block table
     pieces = np.concatenate(
         [index.lookup(keys[i : i + 50_000]) for i in range(0, len(keys), 50_000)]
     )
@@ -129,3 +135,109 @@ def test_flow_and_dns_hits() -> None:
     ]
     assert [(h.row, h.feeds) for h in dns_hits(index, names)] == [(1, ("dns",))]
     assert [h.row for h in dns_hits(index, names, subdomains=True)] == [1, 2]
+
+
+# Property tests: both IPv4 lookup paths (a direct search of the range starts, and the block
+# table long columns take) against a plain interval oracle, and the vectorized text parser
+# against the C library's inet_pton.
+
+_prefix = st.tuples(st.integers(0, 2**32 - 1), st.integers(0, 32))
+_feeds = st.lists(st.lists(_prefix, max_size=12), min_size=1, max_size=4)
+
+
+def _oracle(feeds: list[list[tuple[int, int]]], address: int) -> int:
+    mask = 0
+    for bit, prefixes in enumerate(feeds):
+        for base, length in prefixes:
+            size = 1 << (32 - length)
+            if base // size * size <= address < base // size * size + size:
+                mask |= 1 << bit
+    return mask
+
+
+@settings(max_examples=60, deadline=None)
+@given(feeds=_feeds, seed=st.integers(0, 2**32 - 1))
+def test_both_lookup_paths_match_an_interval_oracle(
+    feeds: list[list[tuple[int, int]]], seed: int
+) -> None:
+    index = FeedIndex.from_sets(
+        {
+            f"f{bit}": [str(ipaddress.IPv4Network((b, n), strict=False)) for b, n in prefixes]
+            for bit, prefixes in enumerate(feeds)
+        }
+    )
+    rng = np.random.default_rng(seed)
+    edges = [
+        value
+        for prefixes in feeds
+        for base, length in prefixes
+        for start in [base >> (32 - length) << (32 - length)]
+        for value in (
+            start - 1,
+            start,
+            start + (1 << (32 - length)) - 1,
+            start + (1 << (32 - length)),
+        )
+    ]
+    probes = np.array(
+        [v % 2**32 for v in edges] + [0, 2**32 - 1] + rng.integers(0, 2**32, 200).tolist(),
+        dtype=np.uint64,
+    ).astype(np.uint32)
+    expected = [_oracle(feeds, int(v)) for v in probes.tolist()]
+    assert index.lookup(probes).tolist() == expected  # short column: direct search
+    with patch.object(check, "TABLE_FROM", 0):  # the same column through the block table
+        assert index.lookup(probes).tolist() == expected
+
+
+def test_block_table_on_a_big_feed_agrees_with_the_direct_search() -> None:
+    rng = np.random.default_rng(11)
+    singles = rng.integers(0, 2**32, 30_000, dtype=np.uint64)
+    entries = [str(ipaddress.IPv4Address(int(v))) for v in singles]
+    entries += [str(ipaddress.IPv4Address(int(v) & ~255)) + "/24" for v in singles[:300]]
+    entries += ["10.0.0.0/8", "10.1.2.3/32", "11.0.0.0/31"]
+    index = FeedIndex.from_sets({"a": entries[::2], "b": entries[1::2], "c": entries[-3:]})
+    keys = rng.integers(0, 2**32, 300_000, dtype=np.uint64).astype(np.uint32)
+    keys[:20_000] = singles[:20_000].astype(np.uint32)
+    keys[20_000:20_004] = [0x0A000000, 0x0AFFFFFF, 0x0A010203, 0x0B000001]
+    with patch.object(check, "TABLE_FROM", 10**9):
+        direct = index.lookup(keys)
+    table = index.lookup(keys)
+    assert np.array_equal(direct, table)
+    assert (table[:20_000] != 0).all()
+    edge_keys, edge_masks = keys[20_000:20_004].tolist(), table[20_000:20_004].tolist()
+    for value, mask in zip(edge_keys, edge_masks, strict=True):
+        found = index.feeds_of(int(mask))
+        assert "c" in found and found == index.check(str(ipaddress.IPv4Address(value)))
+
+
+_octet_text = st.one_of(
+    st.integers(0, 300).map(str),
+    st.sampled_from(["00", "01", "007", "", "1a", " 1", "-1", "+1", "٣", "0x1"]),
+)
+_address_text = st.one_of(
+    st.lists(_octet_text, min_size=3, max_size=5).map(".".join),
+    st.text(alphabet="0123456789.:abcdef x", max_size=20),
+    st.integers(0, 2**32 - 1).map(lambda v: str(ipaddress.IPv4Address(v))),
+    st.none(),
+)
+
+
+def _pton4(text: str | None) -> int | None:
+    if not text or ":" in text:
+        return None
+    try:
+        return int.from_bytes(socket.inet_pton(socket.AF_INET, text), "big")
+    except OSError:
+        return None
+
+
+@settings(max_examples=200, deadline=None)
+@given(texts=st.lists(_address_text, max_size=30))
+def test_vectorized_ipv4_parsing_accepts_exactly_what_inet_pton_does(
+    texts: list[str | None],
+) -> None:
+    rows, keys = ipv4_keys(texts)
+    expected = [(row, key) for row, key in enumerate(map(_pton4, texts)) if key is not None]
+    assert list(zip(rows.tolist(), keys.tolist(), strict=True)) == expected
+    columns = address_columns(pa.chunked_array([texts[:5], texts[5:]], pa.string()))
+    assert columns.rows4.tolist() == rows.tolist() and columns.keys4.tolist() == keys.tolist()

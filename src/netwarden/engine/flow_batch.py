@@ -1,13 +1,13 @@
 """Flow records (Arrow columns) as a batch of probes for the vectorized engine.
 
 Millions of stored flows repeat a few thousand conversations: the same pods, the same ports,
-other times and source ports. So records are never turned into Python objects: each column a
-group depends on is dictionary-encoded into integer codes (Arrow, one column per thread), the
-codes of a record are packed into one int64 key with numpy and numbered densely; counts and
-counter sums are `bincount`s over those numbers. Each distinct endpoint identity is resolved
-against the inventory once, and each distinct (source, destination, port, protocol, *extra)
-becomes one probe, so a replay costs a few passes over the table plus one engine evaluation
-per distinct conversation.
+other times and source ports. So records are never turned into Python objects: Arrow's hash
+aggregation folds the table into its distinct identity rows (both ends' identity columns,
+port, protocol and the caller's extra columns) with each row's record count, first position
+and counter sums, in one multi-threaded pass; only those rows are looked at further. Each
+distinct endpoint identity is resolved against the inventory once, and each distinct
+(source, destination, port, protocol, *extra) becomes one probe, so a replay costs one pass
+over the table plus one engine evaluation per distinct conversation.
 
     groups = group_flows(cluster, table, extra=("action",), sums=("bytes_out",))
     result = VectorEngine(cluster).evaluate(groups.batch)
@@ -22,9 +22,7 @@ pod the inventory does not hold is not replayed, and is counted as such.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from ipaddress import ip_address
 from typing import Any
@@ -101,14 +99,13 @@ def encode(column: Any) -> Codes:
     for chunk in chunks:
         dictionary = chunk.dictionary
         indices = chunk.indices.fill_null(-1) if chunk.indices.null_count else chunk.indices
-        codes = indices.to_numpy(zero_copy_only=False)
+        codes = indices.to_numpy(zero_copy_only=False).astype(np.int64)
         if dictionary is not values and not dictionary.equals(values.slice(0, len(dictionary))):
             remap = {value: i for i, value in enumerate(values.to_pylist())}
             lookup = np.array([remap[v] for v in dictionary.to_pylist()] + [-1], np.int64)
             codes = lookup[codes]  # -1 indexes the appended -1
         parts.append(codes)
-    # One widening of the whole column, not one per chunk.
-    return Codes(np.concatenate(parts).astype(np.int64, copy=False), values.to_pylist())
+    return Codes(np.concatenate(parts), values.to_pylist())
 
 
 def combine(parts: Sequence[tuple[Ints, int]]) -> tuple[Ints, Ints]:
@@ -253,11 +250,8 @@ def _side_full(
     combination."""
     ip_column = "source_ip" if side == "source" else "dest_ip"
     others = [f"{side}_type", f"{side}_name_aggr", ip_column]
-    # A filter streams chunk by chunk; a take of scattered rows resolves chunks per row.
-    chosen = np.zeros(table.num_rows, dtype=np.bool_)
-    chosen[rows] = True
-    selection = pa.array(chosen)
-    columns = _encode_all([pc.filter(_column(table, column), selection) for column in others])
+    taken = pa.array(rows)
+    columns = [encode(_column(table, column).take(taken)) for column in others]
     encoded = [
         columns[0],
         Codes(namespace.codes[rows], namespace.values),
@@ -290,20 +284,45 @@ def _protocols(encoded: Codes) -> Ints:
     return protocol
 
 
+#: The columns that say who an end is, per side.
+IDENTITY = ("type", "namespace", "name", "name_aggr", "ip")
+_ROW = "__row"
+
+
 def group_flows(
     cluster: ClusterState, table: Any, extra: Sequence[str] = (), sums: Sequence[str] = ()
 ) -> FlowGroups:
     """Group a flow table (FLOW_SCHEMA columns; missing ones read as null) for replay.
 
-    Only the columns a group depends on are read for every record: both ends' namespace and
-    name (which decide most ends), protocol, port and `extra`, each dictionary-encoded on its
-    own (in parallel) into integer codes; the other identity columns are read only for the
-    records whose ends those two do not decide. The codes are combined into one int64 key per
-    record with numpy and numbered densely; counts and sums are `bincount`s."""
+    Arrow's hash aggregation first folds the records into distinct identity rows (every
+    identity column of both ends, port, protocol, `extra`) with their count, first row and
+    the sums of `sums`, in one multi-threaded pass; everything after works on those rows."""
+    keys = [f"{side}_{name}" for side in ("source", "dest") for name in IDENTITY]
+    keys += ["dest_port", "proto", *extra]
+    columns = {name: _column(table, name) for name in keys}
+    columns.update({name: _column(table, name, pa.int64()) for name in sums})
+    columns[_ROW] = pa.array(np.arange(table.num_rows, dtype=np.int64))
+    aggregations = [(_ROW, "min"), (_ROW, "count")] + [(name, "sum") for name in sums]
+    folded = pa.table(columns).group_by(keys, use_threads=True).aggregate(aggregations)
+    count = folded.column(f"{_ROW}_count").to_numpy().astype(np.int64)
+    first = folded.column(f"{_ROW}_min").to_numpy().astype(np.int64)
+    totals = {name: pc.fill_null(folded.column(f"{name}_sum"), 0).to_numpy() for name in sums}
+    return _group_rows(cluster, folded, extra, count, first, totals)
+
+
+def _group_rows(
+    cluster: ClusterState,
+    table: Any,
+    extra: Sequence[str],
+    count: Ints,
+    first: Ints,
+    totals: dict[str, Any],
+) -> FlowGroups:
+    """The distinct identity rows resolved to endpoints and grouped into probes."""
     rows = table.num_rows
     ends = _Ends(cluster)
     wanted = ["source_namespace", "source_name", "dest_namespace", "dest_name", "proto", *extra]
-    codes = _encode_all([_column(table, name) for name in wanted])
+    codes = [encode(_column(table, name)) for name in wanted]
     src = _side(table, "source", ends, codes[0], codes[1])
     dst = _side(table, "dest", ends, codes[2], codes[3])
     protocol = _protocols(codes[4])
@@ -314,17 +333,30 @@ def group_flows(
         port = pc.fill_null(port_column, 0).to_numpy().astype(np.int64)
     invalid_port = (port < 0) | (port > 65535)
     replayable = (src >= 0) & (dst >= 0) & (protocol >= 0) & ~invalid_port
-    skipped = _skipped(src, dst, protocol, invalid_port)
+    skipped = _skipped(src, dst, protocol, invalid_port, count, first)
+    size = len(ends.endpoints)
     extras = codes[5:]
-    group, combos = _number_rows(len(ends.endpoints), src, dst, port, protocol, extras, replayable)
+    parts = [
+        (np.where(replayable, src, -1), size),
+        (np.where(replayable, dst, -1), size),
+        (np.where(replayable, port, -1), 65536),
+        (np.where(replayable, protocol, -1), 256),
+    ] + [(e.codes, len(e.values)) for e in extras]
+    group, combos = combine(parts) if rows else (np.zeros(0, np.int64), np.zeros((0, 4)))
     # The group of unreplayable records (all -1) is dropped: it has no probe.
     keep = combos[:, 0] >= 0
+    renumber = np.full(combos.shape[0], -1, dtype=np.int64)
+    renumber[np.flatnonzero(keep)] = np.arange(int(keep.sum()))
     kept = combos[keep].astype(np.int64)
-    groups = kept.shape[0]
-    if not keep.all():
-        renumber = np.full(combos.shape[0], -1, dtype=np.int64)
-        renumber[np.flatnonzero(keep)] = np.arange(groups)
-        group = renumber[group]
+    group = renumber[group]
+    inside = group >= 0
+    groups = int(keep.sum())
+
+    def per_group(weights: Any) -> Ints:
+        added = np.zeros(groups, dtype=np.int64)
+        np.add.at(added, group[inside], np.asarray(weights, dtype=np.int64)[inside])
+        return added
+
     batch = ProbeBatch(
         tuple(ends.endpoints),
         kept[:, 0].astype(np.int32),
@@ -332,107 +364,21 @@ def group_flows(
         kept[:, 2].astype(np.int32),
         kept[:, 3].astype(np.int32),
     )
-    # Counting over every row, the dropped ones under a spare last number, saves a gather.
-    number = np.where(group >= 0, group, groups) if groups < combos.shape[0] else group
-    totals = {name: _per_group(number, groups, _counter(table, name)) for name in sums}
-    records = np.bincount(number, minlength=groups + 1)[:groups].astype(np.int64)
     values = tuple(e.values for e in extras)
-    first_row = _first_rows(group, groups)
-    return FlowGroups(batch, kept[:, 4:], values, records, first_row, totals, skipped)
-
-
-def _number_rows(
-    size: int,
-    src: Ints,
-    dst: Ints,
-    port: Ints,
-    protocol: Ints,
-    extras: Sequence[Codes],
-    replayable: npt.NDArray[np.bool_],
-) -> tuple[Ints, Ints]:
-    """Per record a group number (first-seen order) and per group its (src, dst, port,
-    protocol, *extra codes); the unreplayable records form one group of all -1. The codes
-    are packed in place into one int64 key (a few passes over the rows) and numbered densely
-    by Arrow's hash; `combine` takes over when the key would not fit."""
-    radix = [size + 1, size + 1, 65537, 257] + [len(e.values) + 1 for e in extras]
-    if int(np.prod(radix, dtype=object)) >= _KEY_LIMIT or src.shape[0] == 0:
-        parts = [
-            (np.where(replayable, column, -1), width - 1)
-            for column, width in zip((src, dst, port, protocol), radix, strict=False)
-        ]
-        parts += [(e.codes, len(e.values)) for e in extras]
-        if src.shape[0] == 0:
-            return np.zeros(0, np.int64), np.zeros((0, len(parts)), np.int64)
-        return combine(parts)
-    # Every code is stored plus one (null, -1, as 0), as `_unpack` reads them back.
-    key = src + 1
-    for column, width in zip((dst, port, protocol), radix[1:4], strict=True):
-        key *= width
-        key += column
-        key += 1
-    for extra, width in zip(extras, radix[4:], strict=True):
-        key *= width
-        key += extra.codes
-        key += 1
-    if not replayable.all():
-        key[~replayable] = 0  # every code -1: the group the caller drops
-    group, unique_keys = _dense(key)
-    return group, _unpack(unique_keys, radix)
-
-
-def _encode_all(columns: list[Any]) -> list[Codes]:
-    """`encode` each column; Arrow's kernels release the GIL, so columns go in parallel."""
-    workers = min(len(columns), os.cpu_count() or 1)
-    if workers <= 1:
-        return [encode(column) for column in columns]
-    with ThreadPoolExecutor(workers) as pool:
-        return list(pool.map(encode, columns))
-
-
-def _counter(table: Any, name: str) -> Ints:
-    """A counter column as int64, nulls as 0."""
-    column = _column(table, name, pa.int64())
-    if pa.types.is_null(column.type):
-        return np.zeros(table.num_rows, dtype=np.int64)
-    if column.null_count:
-        column = pc.fill_null(column, 0)
-    counts: Ints = column.to_numpy().astype(np.int64, copy=False)
-    return counts
-
-
-def _per_group(group: Ints, groups: int, weights: Ints) -> Ints:
-    """Sums of `weights` per group (group numbers 0..groups, the last one left out): a float
-    `bincount` when no sum can pass 2**53 (so every partial sum is exact), else `np.add.at`."""
-    rows = weights.shape[0]
-    if rows == 0 or (weights.min() >= 0 and int(weights.max()) * rows < 1 << 53):
-        summed = np.bincount(group, weights=weights, minlength=groups + 1)[:groups]
-        added: Ints = summed.astype(np.int64)
-        return added
-    added = np.zeros(groups + 1, dtype=np.int64)
-    np.add.at(added, group, weights)
-    return added[:groups]
-
-
-def _first_rows(group: Ints, groups: int) -> Ints:
-    """Per group, its first record's row. Groups are numbered in order of first appearance
-    (`_dense` numbers first-seen), so a group's first record is where the running maximum of
-    the numbers grows."""
-    first = np.full(groups, np.iinfo(np.int64).max, dtype=np.int64)
-    if group.shape[0] == 0:
-        return first
-    grows = np.ones(group.shape[0], dtype=np.bool_)
-    running = np.maximum.accumulate(group)
-    grows[1:] = running[1:] > running[:-1]
-    grows &= group >= 0
-    at = np.flatnonzero(grows)
-    first[group[at]] = at
-    return first
+    sums = {name: per_group(total) for name, total in totals.items()}
+    first_row = np.full(groups, np.iinfo(np.int64).max, dtype=np.int64)
+    np.minimum.at(first_row, group[inside], first[inside])
+    return FlowGroups(batch, kept[:, 4:], values, per_group(count), first_row, sums, skipped)
 
 
 def _skipped(
-    src: Ints, dst: Ints, protocol: Ints, invalid_port: npt.NDArray[np.bool_]
+    src: Ints,
+    dst: Ints,
+    protocol: Ints,
+    invalid_port: npt.NDArray[np.bool_],
+    count: Ints,
+    first: Ints,
 ) -> tuple[SkippedFlows, ...]:
-    """Per reason, how many records cannot be replayed and the first one's row."""
     found = []
     for reason, mask in (
         ("source endpoint not in the inventory", src < 0),
@@ -441,5 +387,5 @@ def _skipped(
         ("port out of range", (src >= 0) & (dst >= 0) & (protocol >= 0) & invalid_port),
     ):
         if mask.any():
-            found.append(SkippedFlows(reason, int(mask.sum()), int(np.argmax(mask))))
+            found.append(SkippedFlows(reason, int(count[mask].sum()), int(first[mask].min())))
     return tuple(found)
