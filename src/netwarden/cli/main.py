@@ -33,6 +33,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "connectivity": ("netwarden.cli.connectivity", "connectivity"),
     "verify": ("netwarden.cli.verify", "verify"),
     "lint": ("netwarden.cli.lint", "lint"),
+    "diff": ("netwarden.cli.diff", "diff_command"),
     "compile": ("netwarden.cli.compile", "compile_command"),
     "apply": ("netwarden.cli.apply", "apply_command"),
     "lab": ("netwarden.cli.lab", "lab_app"),
