@@ -26,6 +26,8 @@ demo: install
 	$(BIN)/netwarden evaluate -f examples/shop --probes examples/shop/probes.csv
 	$(BIN)/netwarden explain -f examples/shop shop/frontend-0 shop/db-0 5432/TCP
 	$(BIN)/netwarden evaluate -f examples/shop -f examples/calico --probes examples/calico/probes.csv
+	$(BIN)/netwarden connectivity -f examples/shop
+	$(BIN)/netwarden verify -f examples/shop
 
 lint: install
 	$(BIN)/ruff check src tests benchmarks
