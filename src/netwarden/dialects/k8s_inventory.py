@@ -64,7 +64,7 @@ class OwnerReference(Schema):
 
 
 class Metadata(ObjectMeta):
-    owner_references: list[OwnerReference] = []
+    owner_references: list[OwnerReference] = Field(default_factory=list)
 
     def controller(self) -> str | None:
         """The managing controller as `Kind/name`, if any."""
@@ -79,16 +79,17 @@ class ContainerPort(Schema):
 
 
 class Container(Schema):
-    ports: list[ContainerPort] = []
+    ports: list[ContainerPort] = Field(default_factory=list)
     restart_policy: Literal["Always"] | None = None  # init containers only
 
 
 class PodSpec(Schema):
-    containers: list[Container] = []
-    init_containers: list[Container] = []
+    # Factories, not `[]`: pydantic deep-copies a mutable default on every use.
+    containers: list[Container] = Field(default_factory=list)
+    init_containers: list[Container] = Field(default_factory=list)
     host_network: bool = False
     service_account_name: str = "default"
-    node_selector: dict[str, str] = {}
+    node_selector: dict[str, str] = Field(default_factory=dict)
     node_name: str | None = None
 
     def endpoint(self, name: str, namespace: str, labels: dict[str, str], at: Location) -> Endpoint:
@@ -118,7 +119,7 @@ class PodIP(Schema):
 
 class PodStatus(Schema):
     pod_ip: IP | None = Field(default=None, alias="podIP")
-    pod_ips: list[PodIP] = Field(default=[], alias="podIPs")
+    pod_ips: list[PodIP] = Field(default_factory=list, alias="podIPs")
 
 
 class Resource(Schema):
@@ -136,7 +137,7 @@ class NodeAddress(Schema):
 
 
 class NodeStatus(Schema):
-    addresses: list[NodeAddress] = []
+    addresses: list[NodeAddress] = Field(default_factory=list)
 
 
 class NodeObject(Resource):
@@ -144,7 +145,7 @@ class NodeObject(Resource):
 
 
 class TemplateMetadata(Schema):
-    labels: dict[str, str] = {}
+    labels: dict[str, str] = Field(default_factory=dict)
 
 
 class PodTemplate(Schema):

@@ -13,6 +13,7 @@ from netwarden.dialects.notice import Notice
 from netwarden.dialects.registry import READERS
 from netwarden.dialects.source import Document, read_paths, read_text
 from netwarden.dialects.validation import fail, resource_name
+from netwarden.dialects.yaml_fast import garbage_collection_paused
 from netwarden.errors import InputError
 from netwarden.model import (
     BUILTIN_TIERS,
@@ -78,6 +79,12 @@ def _flatten(documents: Iterable[Document]) -> Iterable[Document]:
 
 def load_documents(documents: Iterable[Document]) -> LoadResult:
     """Read every document; unknown kinds are skipped and reported, errors raise InputError."""
+    # Validation and model building allocate as much as parsing and make no cycles to find.
+    with garbage_collection_paused():
+        return _load_documents(documents)
+
+
+def _load_documents(documents: Iterable[Document]) -> LoadResult:
     parts: list[object] = []
     skipped: list[Skipped] = []
     for document in _flatten(documents):
@@ -173,12 +180,14 @@ def _unique(items: Sequence[T], key: Callable[[T], str]) -> list[T]:
 
 def load_paths(paths: Sequence[str | Path]) -> LoadResult:
     """Read files and directories (`-f` arguments) into a cluster."""
-    return load_documents(read_paths(paths))
+    with garbage_collection_paused():
+        return load_documents(read_paths(paths))
 
 
 def load_text(text: str, path: str = "<text>") -> LoadResult:
     """Read manifests from a string (tests, standard input)."""
-    return load_documents(read_text(text, path))
+    with garbage_collection_paused():
+        return load_documents(read_text(text, path))
 
 
 __all__ = [
