@@ -1,11 +1,13 @@
 """The collector on real packets (root; CI runs it): a lab enforcing policies, traffic with
 known byte counts, allowed and denied, collected with ulogd2 and conntrack, stored in DuckDB.
-Every connection is there once per reporter, with its endpoints, action and the deciding
-policy the engine names, and bytes within 5% of what was sent."""
+Every connection is there once per reporter, with its endpoints, action, the deciding policy
+the engine names and what the staged policies would decide, and bytes within 5% of what was
+sent. Collection is recorded in the lab state and sees `lab pod` changes."""
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import socket
 import tempfile
@@ -23,7 +25,8 @@ from typer.testing import CliRunner
 
 from netwarden.cli.main import app
 from netwarden.dataplane.apply import list_table
-from netwarden.dataplane.lab import destroy_lab, load_state
+from netwarden.dataplane.lab import LabState, destroy_lab, load_state
+from netwarden.dataplane.lab_churn import add_pod
 from netwarden.dataplane.netns import entered
 from netwarden.engine import PolicyEngine
 from netwarden.engine.verdict import Decision, Reason
@@ -90,6 +93,14 @@ spec:
     - to: [{podSelector: {matchLabels: {app: api}}}]
     - to: [{podSelector: {matchLabels: {app: db}}}]
       ports: [{port: 5432}]
+---
+apiVersion: projectcalico.org/v3
+kind: StagedKubernetesNetworkPolicy
+metadata: {name: api, namespace: shop}
+spec:
+  stagedAction: Set
+  podSelector: {matchLabels: {app: api}}
+  ingress: [{from: [{podSelector: {matchLabels: {app: web}}}], ports: [{port: 8080}]}]
 """
 
 
@@ -223,6 +234,7 @@ def test_collected_records_match_the_traffic_and_the_engine(lab: Path, tmp_path:
     ips = {e.key: str(e.ips[0]) for e in plan.endpoints}
     cluster: ClusterState = lab_cluster(state)
     engine = PolicyEngine(cluster)
+    staged = PolicyEngine(cluster, staged=True)
     with lab_flow_logs(LAB, lab) as collector:
         logged = [list_table(node.netns) for node in plan.nodes]
         assert all("log prefix" in table for table in logged)
@@ -251,10 +263,11 @@ def test_collected_records_match_the_traffic_and_the_engine(lab: Path, tmp_path:
         assert src is not None and dst is not None
         verdict = engine.decide(Flow(src, dst, conversation.port, conversation.protocol))
         assert verdict.allowed == conversation.allowed
-        reporters = [("src", verdict.egress)]
+        pending = staged.decide(Flow(src, dst, conversation.port, conversation.protocol))
+        reporters = [("src", verdict.egress, pending.egress)]
         if verdict.egress.allowed:  # a flow denied at egress never reaches the destination
-            reporters.append(("dst", verdict.ingress))
-        for reporter, decision in reporters:
+            reporters.append(("dst", verdict.ingress, pending.ingress))
+        for reporter, decision, staged_decision in reporters:
             expected_records += 1
             (record,) = [
                 r
@@ -279,6 +292,7 @@ def test_collected_records_match_the_traffic_and_the_engine(lab: Path, tmp_path:
                 decision, engine
             ), what
             assert record["host"] == (src.node if reporter == "src" else dst.node)
+            assert record["policies_pending"] == [f"0|{deciding_hit(staged_decision, staged)}"]
             if not decision.allowed or not verdict.allowed:
                 continue
             sent, answered = conversation.sent, conversation.answer
@@ -291,6 +305,63 @@ def test_collected_records_match_the_traffic_and_the_engine(lab: Path, tmp_path:
             assert answered <= back <= max(answered * 1.05, answered + 400), (what, back)
             assert record["packets_out"] > 0 and record["num_flows"] == 1
     assert len(mine) == expected_records
+    # Enforced allows web -> api on 5353/udp; the staged replacement of `api` would not.
+    (udp,) = [r for r in mine if r["dest_port"] == 5353 and r["reporter"] == "dst"]
+    assert udp["action"] == "allow"
+    assert udp["policies_pending"] == ["0|default|shop/staged:knp.default.api|deny|-1"]
+
+
+def _generations(state: LabState) -> dict[str, tuple[str, str]]:
+    """Per node: (the generation the lab state records, the one the node's table holds)."""
+    found = {}
+    for applied in state.rulesets:
+        assert applied.loaded is not None
+        held = re.search(
+            r"set generation \{[^}]*elements = \{ 0x([0-9a-f]+)", list_table(applied.netns)
+        )
+        found[applied.node] = (applied.loaded.generation, held.group(1) if held else "")
+    return found
+
+
+def test_collection_is_recorded_in_the_lab_state_and_sees_pod_changes(
+    lab: Path, tmp_path: Path
+) -> None:
+    """(b) a pod added with `lab pod add` before collecting is collected with its identity;
+    (a) the flow-log rulesets are recorded in the lab state, so a `lab pod add` while
+    collecting is computed against what the tables hold (no rejected transaction), and the
+    rulesets loaded when collection ends keep that pod."""
+    state, _ = add_pod(load_state(LAB, lab), "shop/web-2", (("app", "web"),), "n1", None, (), lab)
+    before = _generations(state)
+    assert all(recorded == held for recorded, held in before.values()), before
+    netns = {e.key: e.netns for e in state.plan.endpoints}
+    ips = {e.key: str(e.ips[0]) for e in state.plan.endpoints}
+    new_pod = Conversation("shop/web-2", "shop/api-0", 8080, TCP, 5000, 500, True)
+    with lab_flow_logs(LAB, lab) as collector:
+        during = load_state(LAB, lab)
+        generations = _generations(during)
+        assert all(recorded == held for recorded, held in generations.values()), generations
+        assert all(generations[node] != before[node] for node in generations)  # flow logs on
+        client = run(new_pod, netns, ips)
+        result = collector.stop()
+        # A pod change while collecting: computed against the recorded flow-log rulesets.
+        _, updates = add_pod(during, "shop/web-3", (("app", "web"),), "n2", None, (), lab)
+        assert updates and all(not u.applied.fallback for u in updates), updates
+    after = load_state(LAB, lab)
+    generations = _generations(after)
+    assert all(recorded == held for recorded, held in generations.values()), generations
+    assert all("log prefix" not in list_table(node.netns) for node in after.plan.nodes)
+    assert [c.key for c in after.changes] == ["shop/web-2", "shop/web-3"]
+
+    records = [r for r in result.table.to_pylist() if (r["source_ip"], r["source_port"]) == client]
+    assert {r["reporter"] for r in records} == {"src", "dst"}, result
+    for record in records:
+        assert (record["source_namespace"], record["source_name"]) == ("shop", "web-2")
+        assert record["source_labels"] == ["app=web"] and record["action"] == "allow"
+    # web-3, added while collecting, keeps its policy after: web -> api is allowed.
+    web3 = load_state(LAB, lab).plan.endpoint("shop/web-3")
+    assert web3 is not None
+    netns["shop/web-3"], ips["shop/web-3"] = web3.netns, str(web3.ips[0])
+    run(Conversation("shop/web-3", "shop/api-0", 8080, TCP, 1000, 100, True), netns, ips)
 
 
 def test_collect_cli_stores_lab_flows(lab: Path, tmp_path: Path) -> None:

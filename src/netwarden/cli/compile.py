@@ -38,9 +38,19 @@ def _nftables(cluster: ClusterState, node: str) -> str:
     return compile_ruleset(cluster, node, calico_interfaces(cluster, node)).script
 
 
+def _nftables_flow_logs(cluster: ClusterState, node: str) -> str:
+    """The same, with each new connection's verdicts logged (what `netwarden collect` reads)."""
+    interfaces = calico_interfaces(cluster, node)
+    return compile_ruleset(cluster, node, interfaces, flow_logs=True).script
+
+
 #: Target name -> the compiler of one node's ruleset (text, as the dataplane loads it).
 RULESETS: dict[str, RulesetCompiler] = {
     "nftables": _nftables,
+}
+#: Ruleset targets that can log flows (`--flow-logs`): target -> that compiler.
+FLOW_LOG_RULESETS: dict[str, RulesetCompiler] = {
+    "nftables": _nftables_flow_logs,
 }
 
 
@@ -70,15 +80,26 @@ def compile_command(
         str | None,
         typer.Option("--node", metavar="NODE", help="The node to compile a ruleset for."),
     ] = None,
+    flow_logs: Annotated[
+        bool,
+        typer.Option(
+            "--flow-logs",
+            help="nftables: also log each new connection's deciding rules to NFLOG (read by"
+            " `netwarden collect --node`).",
+        ),
+    ] = False,
 ) -> None:
     """Write the policies read with -f as manifests for TARGET, or one node's ruleset."""
+    if flow_logs and target not in FLOW_LOG_RULESETS:
+        raise UsageError(f"--flow-logs is for --target {' | '.join(FLOW_LOG_RULESETS)}")
     if target in RULESETS:
         if node is None or output_dir is not None:
             raise UsageError(f"--target {target} needs --node NODE and prints to stdout")
         cluster = load_cluster(files)
         if node not in cluster.nodes_by_name and not any(e.node == node for e in cluster.endpoints):
             raise UsageError(f"unknown node {node!r}: no Node object or pod names it")
-        sys.stdout.write(RULESETS[target](cluster, node))
+        compiler = FLOW_LOG_RULESETS[target] if flow_logs else RULESETS[target]
+        sys.stdout.write(compiler(cluster, node))
         return
     writer = TARGETS.get(target)
     if writer is None:

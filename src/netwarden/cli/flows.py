@@ -376,6 +376,72 @@ def retention(
     )
 
 
+class AlertOutput(StrEnum):
+    TABLE = "table"
+    JSON = "json"
+
+
+@flows_app.command("alerts")
+def alerts_command(
+    store: StoreOption,
+    state_dir: Annotated[
+        Path,
+        typer.Option(
+            "--state-dir",
+            metavar="FEEDS",
+            help="Feed state (`feeds sync --state-dir`).",
+            file_okay=False,
+        ),
+    ],
+    since: SinceOption = None,
+    until: UntilOption = None,
+    output: Annotated[AlertOutput, typer.Option("-o", "--output")] = AlertOutput.TABLE,
+    exit_code: Annotated[
+        bool, typer.Option("--exit-code", help="Exit 1 when there is any alert, 0 when not.")
+    ] = False,
+) -> None:
+    """Records to or from an address a threat feed lists, per feed, indicator and pair."""
+    from netwarden.flows.alerts import alert_rows, scan_alerts
+    from netwarden.threatintel.state import FeedStore
+
+    feeds = FeedStore(state_dir)
+    if not any(feeds.entries(name) is not None for name in feeds.names()):
+        raise UsageError(f"{state_dir}: no feed synced there (netwarden feeds sync --state-dir)")
+    target = open_store(store)
+    try:
+        report = scan_alerts(target, feeds, parse_time(since), parse_time(until))
+    finally:
+        target.close()
+    if report.unchecked_domain_feeds:
+        stderr_console().print(
+            f"not checked: domain feed(s) {', '.join(report.unchecked_domain_feeds)} (flow"
+            " records carry no DNS names)",
+            markup=False,
+        )
+    if output is AlertOutput.JSON:
+        sys.stdout.write(json.dumps(alert_rows(report.alerts), indent=1) + "\n")
+    else:
+        table = Table("first seen", "last seen", "feed", "indicator", "dir", "source", "dest",
+                      "ports", "action", "policy", "records")  # fmt: skip
+        for alert in report.alerts:
+            table.add_row(
+                _json_default(alert.first_seen), _json_default(alert.last_seen), alert.feed,
+                alert.indicator, alert.direction, f"{alert.source_ip} {alert.source}",
+                f"{alert.dest_ip} {alert.dest}", ",".join(alert.ports), ",".join(alert.actions),
+                "\n".join(alert.policies), str(alert.records),
+            )  # fmt: skip
+        console = stdout_console()
+        console.print(table)
+        console.print(
+            f"{len(report.alerts)} alerts from {report.records} records against"
+            f" {len(report.ip_feeds)} IP feed(s) in {report.seconds:.2f} s",
+            style="dim",
+            markup=False,
+        )
+    if exit_code and report.alerts:
+        raise typer.Exit(1)
+
+
 # ------------------------------------------------------------------------------- output
 
 

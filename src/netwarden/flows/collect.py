@@ -29,6 +29,7 @@ from datetime import UTC, datetime
 from ipaddress import ip_address, ip_network
 from typing import Any
 
+from netwarden.flows.collect_pending import PendingQuestion, pending_hits
 from netwarden.flows.collect_sources import (
     ConnectionCounters,
     NodeSources,
@@ -165,6 +166,7 @@ def flow_records(cluster: ClusterState, outputs: Mapping[str, SourceOutput]) -> 
     """Join each node's flow logs with its conntrack counters into flow records."""
     identity = Identity(cluster)
     records: list[Mapping[str, Any]] = []
+    questions: list[PendingQuestion] = []
     packets = ignored = connections = unmatched = 0
     unreadable: list[str] = []
     for node, output in outputs.items():
@@ -184,8 +186,22 @@ def flow_records(cluster: ClusterState, outputs: Mapping[str, SourceOutput]) -> 
         for (direction, key), logs in grouped.items():
             connection = _Connection(node, direction, key, tuple(logs))
             records.append(_record(connection, counters.get(key), identity))
+            questions.append(_question(connection, records[-1]))
+    pending = pending_hits(cluster, questions)
+    if pending is not None:
+        records = [
+            {**r, "policies_pending": hits} for r, hits in zip(records, pending, strict=True)
+        ]
     table = from_records(records) if records else empty_table()
     return CollectResult(table, packets, ignored, connections, unmatched, tuple(unreadable))
+
+
+def _question(connection: _Connection, record: Mapping[str, Any]) -> PendingQuestion:
+    """What the staged set is asked about a record: its connection, from its reporter."""
+    protocol, src, dst, _, dport = connection.key
+    egress = connection.direction is Direction.EGRESS
+    namespace = record["source_namespace" if egress else "dest_namespace"]
+    return PendingQuestion(src, dst, dport or 0, protocol, connection.direction, namespace)
 
 
 def _counters_by_key(entries: list[ConnectionCounters]) -> dict[Key, ConnectionCounters]:

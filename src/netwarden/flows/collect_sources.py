@@ -162,7 +162,9 @@ def ulogd_config(folder: Path) -> str:
     for direction, group in FLOW_LOG_GROUPS.items():
         d = direction.value
         lines.append(f"stack={d}_log:NFLOG,{d}_base:BASE,{d}_ip2str:IP2STR,{d}_print:GPRINT")
-        sections += [f"[{d}_log]", f"group={group}"]
+        # The kernel sends NFLOG messages in batches, after a threshold or a timeout (1 s by
+        # default): one message per batch makes a packet logged just before `stop` readable.
+        sections += [f"[{d}_log]", f"group={group}", "netlink_qthreshold=1"]
         sections += [f"[{d}_print]", f'file="{folder / f"{d}.log"}"', "sync=1"]
     return "\n".join(lines + sections) + "\n"
 
