@@ -191,29 +191,56 @@ class ConnectivityMap:
         reps = self.class_reps
         count = reps.shape[0]
         inside = self.pods[reps]
+        egress, ingress = self.egress, self.ingress
+        # A pair's words are one egress row's AND one ingress row's: pairs are keyed by that
+        # (egress row, ingress row) pair, so words are worked out once per distinct key.
+        e_class, e_peer = egress.subject_class[reps], egress.peer_class[reps]
+        i_class, i_peer = ingress.subject_class[reps], ingress.peer_class[reps]
+        i_base = ingress.offsets[i_class]
+        e_live = np.asarray(egress.bits.any(axis=1), dtype=np.bool_)
+        i_live = np.asarray(ingress.bits.any(axis=1), dtype=np.bool_)
+        ingress_rows = max(1, ingress.bits.shape[0])
         step = max(1, _PAIRS_AT_ONCE // max(count, 1))
-        src_parts, dst_parts, word_parts = [], [], []
+        src_parts, dst_parts, key_parts = [], [], []
         for start in range(0, count, step):
             block = np.arange(start, min(count, start + step))
-            src = np.repeat(block, count)
-            dst = np.tile(np.arange(count), block.shape[0])
-            words = self.words(reps[src], reps[dst])
-            keep = words.any(axis=1) & (inside[src] | inside[dst])  # not outside to outside
-            src_parts.append(src[keep])
-            dst_parts.append(dst[keep])
-            word_parts.append(words[keep])
+            e_rows = egress.offsets[e_class[block]][:, None] + egress.local[e_class[block]][
+                :, e_peer
+            ].astype(np.int64)
+            i_rows = i_base[None, :] + ingress.local[np.ix_(i_class, i_peer[block])].T.astype(
+                np.int64
+            )
+            keep = e_live[e_rows] & i_live[i_rows]
+            keep &= inside[block][:, None] | inside[None, :]  # not outside to outside
+            src, dst = np.nonzero(keep)
+            keys = e_rows[src, dst] * ingress_rows + i_rows[src, dst]
+            distinct, inverse = np.unique(keys, return_inverse=True)
+            any_allowed = np.asarray(self._key_words(distinct, ingress_rows).any(axis=1))
+            allowed = any_allowed[inverse.reshape(-1)]
+            src_parts.append(block[src[allowed]])
+            dst_parts.append(dst[allowed].astype(np.int64))
+            key_parts.append(keys[allowed])
         width = self.egress.bits.shape[1]
-        all_words = np.concatenate(word_parts) if word_parts else np.zeros((0, width), np.uint64)
-        if all_words.shape[0]:
-            patterns, pattern = np.unique(all_words, axis=0, return_inverse=True)
+        all_keys = np.concatenate(key_parts) if key_parts else np.zeros(0, np.int64)
+        if all_keys.shape[0]:
+            distinct, by_key = np.unique(all_keys, return_inverse=True)
+            words = self._key_words(distinct, ingress_rows)
+            patterns, of_key = np.unique(words, axis=0, return_inverse=True)
+            pattern = of_key.reshape(-1)[by_key.reshape(-1)]
         else:
-            patterns, pattern = all_words, np.zeros(0, dtype=np.int64)
+            patterns, pattern = np.zeros((0, width), np.uint64), np.zeros(0, dtype=np.int64)
         return ClassPairs(
             np.concatenate(src_parts) if src_parts else np.zeros(0, np.int64),
             np.concatenate(dst_parts) if dst_parts else np.zeros(0, np.int64),
-            pattern.reshape(-1).astype(np.int64),
+            pattern.astype(np.int64),
             patterns,
         )
+
+    def _key_words(self, keys: Ints, ingress_rows: int) -> Words:
+        both: Words = (
+            self.egress.bits[keys // ingress_rows] & self.ingress.bits[keys % ingress_rows]
+        )
+        return both
 
     def groups(self, by: By = "pod") -> tuple[Group, ...]:
         """The named sources and destinations (see `groups`)."""

@@ -39,8 +39,11 @@ def unpack(words: Words, atoms: int) -> Mask:
 
 def refine(classes: Ints, columns: Iterable[Mask | Ints]) -> Ints:
     """Split `classes` (dense ids per endpoint) by every column: boolean masks or small
-    integer keys. Identical mask objects are folded once."""
+    integer keys. Equal masks are folded once."""
     seen: set[int] = set()
+    # Rules repeat each other's peers (the same selector in many policies): equal masks
+    # split nothing more, so each content is folded once (hashes only pick candidates).
+    by_content: dict[int, list[Mask]] = {}
     block: list[Mask] = []
     for column in columns:
         if id(column) in seen:
@@ -49,7 +52,12 @@ def refine(classes: Ints, columns: Iterable[Mask | Ints]) -> Ints:
         if column.dtype != np.bool_:
             classes = _split(classes, np.asarray(column, dtype=np.int64))
             continue
-        block.append(column.astype(np.bool_, copy=False))
+        mask = column.astype(np.bool_, copy=False)
+        alike = by_content.setdefault(hash(np.packbits(mask).tobytes()), [])
+        if any(np.array_equal(mask, other) for other in alike):
+            continue
+        alike.append(mask)
+        block.append(mask)
         if len(block) == _CHUNK:
             classes = _split_bits(classes, block)
             block = []
@@ -114,26 +122,27 @@ def _dense(rows: npt.NDArray[np.uint8]) -> Ints:
 
 
 def small_classes(columns: Sequence[Mask | Ints], size: int) -> Ints:
-    """Dense classes (by first appearance) of `size` rows by a few columns: the key grows
-    a bit per boolean column (re-densified before it overflows), exact and cheap."""
-    key = np.zeros(size, dtype=np.int64)
-    width = 0
+    """Dense classes (by first appearance) of `size` rows by a few columns: boolean columns
+    are packed 8 to a byte, integer columns densified to 8 bytes, and the rows of bytes are
+    sorted once (exact: bytes are compared, never hashed)."""
+    masks: list[Mask] = []
+    keys: list[npt.NDArray[np.uint8]] = []
     seen: set[int] = set()
     for column in columns:
         if id(column) in seen:
             continue
         seen.add(id(column))
         if column.dtype == np.bool_:
-            values, span = column.astype(np.int64), 1
+            masks.append(column.astype(np.bool_, copy=False))
         else:
             values = _dense(np.asarray(column, dtype=">i8").view(np.uint8).reshape(size, 8))
-            span = max(1, int(values.max(initial=0)).bit_length())
-        if width + span > 62:
-            key = _dense(key.astype(">i8").view(np.uint8).reshape(size, 8))
-            width = max(1, int(key.max(initial=0)).bit_length())
-        key = (key << span) | values
-        width += span
-    return _dense(key.astype(">i8").view(np.uint8).reshape(size, 8))
+            keys.append(values.astype(">i8").view(np.uint8).reshape(size, 8))
+    if masks:
+        keys.append(np.packbits(np.stack(masks, axis=1), axis=1))
+    if not keys:
+        return np.zeros(size, dtype=np.int64)
+    rows = keys[0] if len(keys) == 1 else np.concatenate(keys, axis=1)
+    return _dense(rows)
 
 
 def first_members(classes: Ints) -> Ints:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -93,6 +94,28 @@ class DirectionTable:
         return found
 
 
+class _Plan(NamedTuple):
+    """A program with what running it needs: its peer rows (`local` per peer class, `rows`
+    one peer each), the `local` entities, family and named-port tables of the subject it
+    reads, and its atom classes when they do not depend on the subject."""
+
+    program: tuple[TierBlock, ...]
+    local: Ints
+    rows: Ints
+    locals_: tuple[Mask, ...]
+    family: bool
+    named: tuple[Ints, ...]
+    atom_classes: Ints | None
+
+    def key(self, subject: int, version: npt.NDArray[Any]) -> tuple[object, ...]:
+        """Everything about `subject` the program reads: equal keys, equal results."""
+        return (
+            tuple(bool(mask[subject]) for mask in self.locals_),
+            int(version[subject]) if self.family else 0,
+            tuple(int(table[subject]) for table in self.named),
+        )
+
+
 class TableBuilder:
     """Builds both directions' tables for one cluster over a tuple of endpoints."""
 
@@ -113,6 +136,7 @@ class TableBuilder:
         self._index_governing()
         self._index_named_ports()
         self._numbers: list[Mask] | None = None
+        self._rules_of: dict[tuple[int, Direction], list[CompiledRule]] = {}
 
     def _index_governing(self) -> None:
         """Per endpoint, the endpoint policy applies to when it is the subject, and the
@@ -185,41 +209,79 @@ class TableBuilder:
         self._local_cache: dict[tuple[int, ...], tuple[Ints, Ints]] = {}
         self._gathered: dict[int, Mask] = {}
         self._kept: list[Mask] = []
-        local_rows: list[Ints] = []
+        egress = direction is Direction.EGRESS
+        plans: dict[tuple[int, int], _Plan] = {}
+        # Subject classes differ in things their own program may not look at (named ports
+        # at egress, other policies' `local` entities), so equal keys share one block.
+        block_of: dict[tuple[object, ...], int] = {}
+        local_rows = np.zeros((subject_reps.shape[0], peer_reps.shape[0]), dtype=np.int32)
         blocks: list[Words] = []
         offsets = np.zeros(subject_reps.shape[0], dtype=np.int64)
         at = 0
         for c, subject in enumerate(subject_reps.tolist()):
             governing = int(gov[subject])
-            selection = int(by_selection[governing])
+            plan: _Plan | None = None
             if reference_endpoint[subject]:
+                key: tuple[object, ...] = ("reference", subject)
                 local = np.arange(peer_reps.shape[0], dtype=np.int64)
-                allowed = self._by_reference(direction, subject, peer_reps)
             elif not vectors.is_subject[governing]:
+                key = ("not a subject",)
                 local = np.zeros(peer_reps.shape[0], dtype=np.int64)
-                allowed = np.ones((1, len(self.atoms)), dtype=np.bool_)
             else:
-                picked = [columns[j] for j in chosen[selection].tolist()]
-                program = self._program(direction, picked, self._profiles_of(governing))
-                local, rows = self._local_rows(program, peer_reps)
-                egress = direction is Direction.EGRESS
-                local_atoms = self._atom_classes(program, subject, egress)
-                reps = first_members(local_atoms)
-                allowed = self._run(program, subject, rows, reps, egress)[:, local_atoms]
-            offsets[c] = at
-            at += allowed.shape[0]
-            local_rows.append(local)
-            blocks.append(pack(allowed))
+                program_key = (int(by_selection[governing]), int(self.profile_group[governing]))
+                plan = plans.get(program_key)
+                if plan is None:
+                    picked = [columns[j] for j in chosen[program_key[0]].tolist()]
+                    program = self._program(direction, picked, self._profiles_of(governing))
+                    plan = self._plan(program, peer_reps, egress)
+                    plans[program_key] = plan
+                key = (*program_key, *plan.key(subject, vectors.version))
+                local = plan.local
+            found = block_of.get(key)
+            if found is None:
+                if key[0] == "reference":
+                    allowed = self._by_reference(direction, subject, peer_reps)
+                elif key[0] == "not a subject":
+                    allowed = np.ones((1, len(self.atoms)), dtype=np.bool_)
+                else:
+                    assert plan is not None
+                    allowed = self._allowed(plan, subject, egress)
+                found = block_of[key] = at
+                at += allowed.shape[0]
+                blocks.append(pack(allowed))
+            offsets[c] = found
+            local_rows[c] = local
         return DirectionTable(
             direction,
             subject_class,
             peer_class,
             subject_reps,
             peer_reps,
-            np.stack(local_rows).astype(np.int32) if local_rows else np.zeros((0, 0), np.int32),
+            local_rows,
             offsets,
             np.concatenate(blocks) if blocks else np.zeros((0, 1), np.uint64),
         )
+
+    def _plan(self, program: tuple[TierBlock, ...], peer_reps: Ints, egress: bool) -> _Plan:
+        """What running `program` needs, and what of the subject it looks at."""
+        local, rows = self._local_rows(program, peer_reps)
+        rules = [rule for block in program for rule in block.rules]
+        locals_ = tuple({id(r.local): r.local for r in rules if r.local is not None}.values())
+        family = any(r.family is not None for r in rules)
+        # At ingress the subject is the destination, whose named ports count.
+        names = set() if egress else {m.name for r in rules for m in (*r.named, *r.not_named)}
+        named = [t for (name, _), t in self.vectors.named_ports.items() if name in names]
+        atom_classes = None if names else self._atom_classes(program, -1, egress)
+        return _Plan(program, local, rows, locals_, family, tuple(named), atom_classes)
+
+    def _allowed(self, plan: _Plan, subject: int, egress: bool) -> Mask:
+        """[peer rows x atoms]: what `plan`'s program allows for `subject`."""
+        local_atoms = plan.atom_classes
+        if local_atoms is None:
+            local_atoms = self._atom_classes(plan.program, subject, egress)
+        reps = first_members(local_atoms)
+        found: Mask = self._run(plan.program, subject, plan.rows, reps, egress)[:, local_atoms]
+        return found
 
     def _profiles_of(self, endpoint: int) -> tuple[str, ...] | None:
         """A host endpoint's profiles (maybe none); None for anything else."""
@@ -266,15 +328,26 @@ class TableBuilder:
             first = compiler.policy_index[id(chosen[i][1])]
             rules: list[CompiledRule] = []
             while i < len(chosen) and chosen[i][0] is tier:
-                policy = chosen[i][1]
-                for k, rule in enumerate(policy.rules(direction) or ()):
-                    if rule.action is not Action.LOG:
-                        rules.append(compiler.rule(policy, direction, k, rule))
+                rules += self._policy_rules(chosen[i][1], direction)
                 i += 1
             blocks.append(compiler.tier(tier.default_action, first, rules))
         if profiles is not None:
             blocks.append(compiler.profiles(profiles, direction))
         return tuple(blocks)
+
+    def _policy_rules(self, policy: Policy, direction: Direction) -> list[CompiledRule]:
+        """A policy's compiled rules that decide (Log rules do not), once per policy: the
+        policy is in thousands of programs."""
+        key = (id(policy), direction)
+        found = self._rules_of.get(key)
+        if found is None:
+            found = [
+                self.compiler.rule(policy, direction, k, rule)
+                for k, rule in enumerate(policy.rules(direction) or ())
+                if rule.action is not Action.LOG
+            ]
+            self._rules_of[key] = found
+        return found
 
     def _local_rows(self, program: tuple[TierBlock, ...], peer_reps: Ints) -> tuple[Ints, Ints]:
         """The peer classes this program's rules tell apart: per peer class its row, and one
