@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import difflib
+import os
+import sys
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
@@ -37,10 +39,16 @@ class TextOrJson(StrEnum):
     JSON = "json"
 
 
+#: Table width when stdout is a pipe or file and COLUMNS is unset: Rich's 80 columns would
+#: wrap every cell of a wide table in a CI log or `| less`.
+PIPE_WIDTH = 160
+
+
 def stdout_console(soft_wrap: bool = False) -> Console:
     """Rich output for people; colors switch off by themselves when stdout is not a terminal.
     `soft_wrap` leaves long lines whole (the terminal wraps them), so they stay greppable."""
-    return Console(highlight=False, soft_wrap=soft_wrap)
+    piped = not sys.stdout.isatty() and "COLUMNS" not in os.environ
+    return Console(highlight=False, soft_wrap=soft_wrap, width=PIPE_WIDTH if piped else None)
 
 
 def stderr_console() -> Console:
