@@ -11,14 +11,11 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from pathlib import PurePath
 from typing import Any
-from urllib.parse import quote
 
 from netwarden import __version__
 from netwarden.analysis.lint_catalogue import CHECKS, Finding
-from netwarden.analysis.report_sarif import SCHEMA_URI
-from netwarden.model import Location
+from netwarden.analysis.report_sarif import SCHEMA_URI, sarif_location
 
 
 def render_sarif(findings: Sequence[Finding]) -> str:
@@ -66,27 +63,11 @@ def _result(found: Finding, rule_index: int) -> dict[str, Any]:
         "partialFingerprints": {"netwardenLint/v1": f"{found.id}:{found.subject}"},
     }
     if found.location is not None:
-        result["locations"] = [_location(found.location)]
+        result["locations"] = [sarif_location(found.location)]
     placed = [(r.location, r.text) for r in found.related if r.location is not None]
-    related = [{"id": i + 1, **_location(where, text)} for i, (where, text) in enumerate(placed)]
+    related = [
+        {"id": i + 1, **sarif_location(where, text)} for i, (where, text) in enumerate(placed)
+    ]
     if related:
         result["relatedLocations"] = related
     return result
-
-
-def _location(location: Location, text: str = "") -> dict[str, Any]:
-    physical: dict[str, Any] = {"artifactLocation": {"uri": _uri(location.path)}}
-    if location.line:
-        physical["region"] = {"startLine": location.line}
-    found: dict[str, Any] = {"physicalLocation": physical}
-    if text:
-        found["message"] = {"text": text}
-    return found
-
-
-def _uri(path: str) -> str:
-    """A relative path as a relative URI reference, an absolute one as a file: URI."""
-    pure = PurePath(path)
-    if pure.is_absolute():
-        return "file://" + quote(pure.as_posix())
-    return quote(pure.as_posix())

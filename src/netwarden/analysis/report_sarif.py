@@ -86,20 +86,21 @@ def _result(result: RequirementResult, rule_index: int) -> dict[str, Any]:
         "properties": {"controls": list(requirement.controls)},
     }
     if requirement.source is not None:
-        found["locations"] = [_location(requirement.source)]
+        found["locations"] = [sarif_location(requirement.source)]
     related: list[dict[str, Any]] = []
     if example is not None:
         for decision in (example.verdict.egress, example.verdict.ingress):
             for blame in responsible(decision):
                 if blame.location is not None:
-                    place = _location(blame.location, blame.text)
+                    place = sarif_location(blame.location, blame.text)
                     related.append({"id": len(related) + 1, **place})
     if related:
         found["relatedLocations"] = related
     return found
 
 
-def _location(location: Location, text: str = "") -> dict[str, Any]:
+def sarif_location(location: Location, text: str = "") -> dict[str, Any]:
+    """A SARIF `location` for a file:line, with an optional message (shared by lint)."""
     physical: dict[str, Any] = {"artifactLocation": {"uri": _uri(location.path)}}
     if location.line:
         physical["region"] = {"startLine": location.line}

@@ -27,7 +27,7 @@ import pyarrow as pa  # type: ignore[import-untyped]
 import pyarrow.parquet as pq  # type: ignore[import-untyped]
 
 from netwarden.errors import InputError, UsageError
-from netwarden.flows.duckdb_store import read_parquet_flows
+from netwarden.flows.duckdb_store import read_parquet_flows, write_parquet_flows
 from netwarden.flows.filter import FlowFilter, to_micros
 from netwarden.flows.schema import (
     COUNTER_COLUMNS,
@@ -329,12 +329,7 @@ class ClickHouseFlowStore:
         since: datetime | None = None,
         until: datetime | None = None,
     ) -> int:
-        written = 0
-        with pq.ParquetWriter(path, FLOW_SCHEMA, compression="zstd") as writer:
-            for batch in self.scan_batches(where, since, until):
-                writer.write_batch(batch)
-                written += batch.num_rows
-        return written
+        return write_parquet_flows(self.scan_batches(where, since, until), path)
 
     def import_parquet(self, path: str) -> int:
         return self.append(read_parquet_flows(path))

@@ -17,7 +17,7 @@ with one INSERT ... SELECT), never row by row.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -246,12 +246,7 @@ class DuckDBFlowStore:
         since: datetime | None = None,
         until: datetime | None = None,
     ) -> int:
-        written = 0
-        with pq.ParquetWriter(path, FLOW_SCHEMA, compression="zstd") as writer:
-            for batch in self.scan_batches(where, since, until):
-                writer.write_batch(batch)
-                written += batch.num_rows
-        return written
+        return write_parquet_flows(self.scan_batches(where, since, until), path)
 
     def import_parquet(self, path: str) -> int:
         return self.append(read_parquet_flows(path))
@@ -346,6 +341,16 @@ def _typed(table: Any) -> Any:
     """DuckDB names list children `l` and marks counters nullable: cast to FLOW_SCHEMA types."""
     fields = [FLOW_SCHEMA.field(name) for name in table.column_names]
     return table.cast(pa.schema(fields))
+
+
+def write_parquet_flows(batches: Iterable[Any], path: str) -> int:
+    """Write Arrow record batches of flow records to one Parquet file; returns the row count."""
+    written = 0
+    with pq.ParquetWriter(path, FLOW_SCHEMA, compression="zstd") as writer:
+        for batch in batches:
+            writer.write_batch(batch)
+            written += batch.num_rows
+    return written
 
 
 def read_parquet_flows(path: str) -> Any:
