@@ -3,8 +3,9 @@ SHELL := /bin/bash
 VENV := .venv
 BIN := $(VENV)/bin
 # Debian packages the test suite needs: nft and ip for the dataplane and lab, conntrack for flow
-# accounting, graphviz to render DOT, chromium for the headless browser tests of HTML pages.
-APT_PACKAGES := nftables iproute2 conntrack graphviz chromium
+# accounting, ulogd2 to read the rules' flow logs (NFLOG), graphviz to render DOT, chromium for
+# the headless browser tests of HTML pages.
+APT_PACKAGES := nftables iproute2 conntrack ulogd2 graphviz chromium
 
 .PHONY: demo test install system-deps lint typecheck pytest bench format
 
