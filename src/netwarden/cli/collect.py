@@ -4,9 +4,10 @@
     netwarden collect -f inventory/ --node node-a --flows flows.duckdb   # on a node (agent)
 
 With `--lab`, flow logs are turned on in every node of the lab for the collection and off
-again after. On a node, the ruleset must have been compiled with flow logs; `--netns` names
-the node's namespace when it is not this one. Collection stops after `--duration`, or at
-Ctrl-C; what was collected is stored either way.
+again after; `lab pod` changes made meanwhile keep them on, and each record names its
+endpoints as they were when its connection started. On a node, the ruleset must have been
+compiled with flow logs; `--netns` names the node's namespace when it is not this one.
+Collection stops after `--duration`, or at Ctrl-C; what was collected is stored either way.
 """
 
 from __future__ import annotations
@@ -100,4 +101,9 @@ def report(result: CollectResult, stored: int) -> None:
         f"{stored} records stored ({allowed} allowed, {len(actions) - allowed} denied) from "
         f"{result.packets} flow log packets ({result.ignored_packets} not endpoint traffic) "
         f"and {result.connections} conntrack entries"
+        + (
+            f", endpoints named from {result.inventories} inventory versions"
+            if result.inventories > 1
+            else ""
+        )
     )

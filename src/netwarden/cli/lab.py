@@ -173,7 +173,7 @@ def apply_policies(files: FilesOption, name: NameOption = "lab") -> None:
     sources = read_sources(files)
     cluster = replay(_load(sources).cluster, state.changes)  # pods added with `lab pod` stay
     plan = state.plan
-    rulesets = compile_lab(cluster, plan)
+    rulesets = compile_lab(cluster, plan, flow_logs=state.flow_logs)  # collecting: logged
     inputs = {e.key for e in cluster.endpoints if e.kind is EndpointKind.POD}
     lab_pods = {e.key for e in plan.endpoints if e.kind is EndpointKind.POD}
     for key in sorted(lab_pods - inputs):

@@ -3,6 +3,7 @@
 Each command changes the lab's inventory (kept in the lab state), makes or removes the pod's
 namespace, link and server, and updates every node's ruleset with one `nft -f` transaction of
 element changes (see `netwarden.dataplane.lab_churn`); it prints what changed per node.
+While `netwarden collect --lab` runs, the rulesets keep their flow logs.
 """
 
 from __future__ import annotations
@@ -105,6 +106,8 @@ def _print_updates(state: LabState, updates: Sequence[NodeUpdate]) -> None:
     console = stdout_console(soft_wrap=True)
     if not state.enforced:
         console.print(f"lab {state.plan.name} enforces no policy: no ruleset to update")
+    elif state.flow_logs:
+        console.print("a collection is running: the rulesets keep logging new connections")
     for update in updates:
         applied = update.applied
         if applied.fallback:

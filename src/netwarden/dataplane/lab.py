@@ -100,13 +100,16 @@ class PodChange:
     node: str | None = None
     ip: IPv4Address | None = None
     ports: tuple[ServedPort, ...] = ()
+    at: float | None = None  # Unix time it was made (the collector names endpoints by it)
 
 
 @dataclass(frozen=True)
 class LabState:
     """What `lab up` made, saved so that `probe`, `status` and `down` work from any process.
     `status` is `creating` until every part exists, then `up`. `sources` are the inputs the
-    lab (and its enforced policies, if any) came from; `rulesets` what is enforced now."""
+    lab (and its enforced policies, if any) came from; `rulesets` what is enforced now.
+    `flow_logs` is set while a collection runs (`flows.collect_lab`): every ruleset the lab
+    compiles meanwhile (`lab pod`, `lab apply`) logs its verdicts, or collection goes blind."""
 
     plan: LabPlan
     status: str
@@ -116,6 +119,7 @@ class LabState:
     sources: tuple[SourceText, ...] = ()
     rulesets: tuple[AppliedRuleset, ...] = ()
     changes: tuple[PodChange, ...] = ()
+    flow_logs: bool = False
 
     @property
     def enforced(self) -> bool:

@@ -11,6 +11,11 @@ elements and dispatch entries are loaded before its namespace and link exist; a 
 loses its dispatch entries (its interface then hits the unknown-interface drop) before its
 namespace goes. After a deletion or a label change every node's connection tracking is
 cleared, so that the lab's probes are decided by the new ruleset (as after `lab apply`).
+
+While a collection runs (`LabState.flow_logs`), the rulesets are compiled with flow logs, so
+the change is still element changes and new connections are still logged. Each change records
+when it was made (`PodChange.at`, taken before the dataplane changes): the collector names a
+connection's endpoints from the inventory as it was when the connection started.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import re
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from ipaddress import IPv4Address, IPv4Network, ip_address
@@ -275,6 +281,7 @@ def add_pod(
 ) -> tuple[LabState, list[NodeUpdate]]:
     """Add a pod: its policy first (when the lab enforces), then its namespace, link and
     server. On any failure the pod's parts are removed and the rulesets put back."""
+    at = time.time()
     cluster = lab_cluster(state.sources, state.changes)
     if key in cluster.endpoints_by_key:
         raise LabError(f"{key} is already in the inputs of lab {state.plan.name}")
@@ -282,7 +289,7 @@ def add_pod(
     added = plan.endpoint(key)
     assert added is not None and added.node is not None
     change = PodChange(
-        "add", key, tuple(labels), node=added.node, ip=added.ips[0], ports=added.served
+        "add", key, tuple(labels), node=added.node, ip=added.ips[0], ports=added.served, at=at
     )
     rulesets, updates = _enforce(state, replay(cluster, [change]), plan, flush=False)
     mine, _ = pod_parts(plan, key)
@@ -314,9 +321,10 @@ def delete_pod(
     state: LabState, key: str, directory: Path | None = None
 ) -> tuple[LabState, list[NodeUpdate]]:
     """Delete a pod: its dispatch entries and set elements first, then its namespace."""
+    at = time.time()
     cluster = lab_cluster(state.sources, state.changes)
     mine, plan = pod_parts(state.plan, key)
-    change = PodChange("delete", key)
+    change = PodChange("delete", key, at=at)
     rulesets, updates = _enforce(state, replay(cluster, [change]), plan, flush=True)
     pids = [s.pid for s in state.servers if s.netns == mine.endpoints[0].netns]
     kill_processes(pids)
@@ -340,11 +348,12 @@ def label_pod(
     directory: Path | None = None,
 ) -> tuple[LabState, list[NodeUpdate]]:
     """Change a pod's labels and update the rulesets."""
+    at = time.time()
     cluster = lab_cluster(state.sources, state.changes)
     endpoint = cluster.endpoints_by_key.get(key)
     if endpoint is None or endpoint.kind is not EndpointKind.POD:
         raise LabError(f"no pod {key} in the inventory of lab {state.plan.name}")
-    change = PodChange("label", key, tuple(set_labels), tuple(unset))
+    change = PodChange("label", key, tuple(set_labels), tuple(unset), at=at)
     rulesets, updates = _enforce(state, replay(cluster, [change]), state.plan, flush=True)
     state = replace(state, rulesets=rulesets or state.rulesets, changes=(*state.changes, change))
     save_state(state, directory)
@@ -355,10 +364,11 @@ def _enforce(
     state: LabState, cluster: ClusterState, plan: LabPlan, flush: bool
 ) -> tuple[tuple[AppliedRuleset, ...], list[NodeUpdate]]:
     """Every node's ruleset for `cluster` loaded over the one in place (nothing when the lab
-    enforces no policy). All are compiled before the first is loaded."""
+    enforces no policy). All are compiled before the first is loaded; with flow logs while a
+    collection runs, or it would stop seeing new connections."""
     if not state.enforced:
         return (), []
-    compiled = compile_lab(cluster, plan)
+    compiled = compile_lab(cluster, plan, flow_logs=state.flow_logs)
     previous = {r.node: r.loaded for r in state.rulesets}
     applied = []
     updates = []

@@ -92,9 +92,12 @@ def lab_view(cluster: ClusterState, plan: LabPlan) -> ClusterState:
     return replace(cluster, endpoints=tuple(endpoints), nodes=tuple(nodes))
 
 
-def compile_lab(cluster: ClusterState, plan: LabPlan) -> list[tuple[LabNode, Ruleset]]:
+def compile_lab(
+    cluster: ClusterState, plan: LabPlan, flow_logs: bool = False
+) -> list[tuple[LabNode, Ruleset]]:
     """One ruleset per lab node, for the pods of the inputs the lab runs there. A lab pod the
-    inputs do not have is left out, so its node drops its traffic (fail closed)."""
+    inputs do not have is left out, so its node drops its traffic (fail closed). `flow_logs`:
+    while a collection runs (`LabState.flow_logs`)."""
     view = lab_view(cluster, plan)
     prefix = interface_prefix(plan)
     interfaces = node_interfaces(plan)
@@ -106,6 +109,7 @@ def compile_lab(cluster: ClusterState, plan: LabPlan) -> list[tuple[LabNode, Rul
                 node.name,
                 {k: v for k, v in interfaces[node.name].items() if k in view.endpoints_by_key},
                 prefix,
+                flow_logs=flow_logs,
             ),
         )
         for node in plan.nodes

@@ -6,10 +6,16 @@ direction) and conntrack's per-connection counters. `flow_records` joins the two
 connection's 5-tuple: the logged hits give the action and the policies in Calico's
 `<index>|<tier>|<policy>|<action>|<rule>` form (egress hits make the `src` reporter's record,
 ingress hits the `dst` reporter's), conntrack gives packets and bytes each way, start and end;
-the cluster inventory gives each end's identity. A denied connection has no conntrack entry
-(its first packet never left): its counters are the packets that were logged and dropped.
+the inventory gives each end's identity. A denied connection has no conntrack entry (its
+first packet never left): its counters are the packets that were logged and dropped.
 
-    collector = FlowCollector(cluster, {"node-a": "nw-lab-node-a"})
+Inventory changes while collecting (pods come, go, change labels), so a record is named from
+the inventory valid when its connection started: of the timed `enrich.InventorySnapshot`s the
+collector is given, the latest taken at or before the first logged packet (the earliest for an
+older one), as `enrich` picks them. `policies_pending` is decided on that inventory too
+(`collect_pending`).
+
+    collector = FlowCollector(cluster, {"node-a": "nw-lab-node-a"})  # or with a timeline
     collector.start()
     ...                                   # traffic
     result = collector.stop()             # result.table: FLOW_SCHEMA records
@@ -22,8 +28,9 @@ collection started, and unreadable lines are counted in `CollectResult`.
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from ipaddress import ip_address, ip_network
@@ -36,8 +43,10 @@ from netwarden.flows.collect_sources import (
     PacketLog,
     SourceOutput,
 )
+from netwarden.flows.enrich import InventorySnapshot
 from netwarden.flows.schema import empty_table, from_records
 from netwarden.model import ClusterState, Direction, Endpoint, EndpointKind, protocol_name
+from netwarden.model.endpoints import NetworkSet
 
 PROFILE = "__PROFILE__"
 #: What Calico's `name_aggr` calls a private address (`pvt`): RFC 1918 and IPv6 unique local.
@@ -46,6 +55,8 @@ PRIVATE_NETWORKS = tuple(
 )
 #: Connection key: protocol, source, destination, source port, destination port.
 Key = tuple[int, str, str, int | None, int | None]
+#: The inventory snapshots valid during a collection, asked for when it stops.
+Timeline = Callable[[], Sequence[InventorySnapshot]]
 
 
 @dataclass(frozen=True)
@@ -58,6 +69,7 @@ class CollectResult:
     connections: int  # conntrack entries read
     unmatched_connections: int  # no logged first packet (opened before collection began)
     unreadable: tuple[str, ...]
+    inventories: int = 1  # inventory snapshots the records were named from
 
 
 def _endpoint_traffic(packet: PacketLog) -> bool:
@@ -101,9 +113,10 @@ class Identity:
     """Endpoint identity for addresses, from the inventory: pods are workloads, node and
     hostNetwork addresses hosts, network set members network sets, the rest external."""
 
-    def __init__(self, cluster: ClusterState) -> None:
+    def __init__(self, cluster: ClusterState, extra_sets: Sequence[NetworkSet] = ()) -> None:
         self.cluster = cluster
         self.nodes = {ip: node.name for node in cluster.nodes for ip in node.ips}
+        self.network_sets = (*cluster.network_sets, *extra_sets)
 
     def of(self, text: str, side: str) -> dict[str, Any]:
         address = ip_address(text)
@@ -122,7 +135,7 @@ class Identity:
             return self._fields(side, "host", "-", node, node, endpoint.labels)
         if address in self.nodes:
             return self._fields(side, "host", "-", self.nodes[address], self.nodes[address], {})
-        for network_set in self.cluster.network_sets:
+        for network_set in self.network_sets:
             if any(address in net for net in network_set.nets):
                 namespace = network_set.namespace or "-"
                 return self._fields(
@@ -162,11 +175,37 @@ def aggregate_name(endpoint: Endpoint) -> str:
     return f"{prefix}-*" if dash else endpoint.name
 
 
-def flow_records(cluster: ClusterState, outputs: Mapping[str, SourceOutput]) -> CollectResult:
-    """Join each node's flow logs with its conntrack counters into flow records."""
-    identity = Identity(cluster)
-    records: list[Mapping[str, Any]] = []
-    questions: list[PendingQuestion] = []
+class InventoryTimeline:
+    """Inventory snapshots in time order, each with its identities (made when first asked)."""
+
+    def __init__(self, inventory: ClusterState | Sequence[InventorySnapshot]) -> None:
+        if isinstance(inventory, ClusterState):  # one inventory, valid all along
+            inventory = [InventorySnapshot(datetime.fromtimestamp(0, UTC), inventory)]
+        if not inventory:
+            raise ValueError("flow records need an inventory snapshot to name endpoints from")
+        self.snapshots = sorted(inventory, key=lambda snapshot: snapshot.taken_at)
+        self.times = [snapshot.taken_at.timestamp() for snapshot in self.snapshots]
+        self._identities: dict[int, Identity] = {}
+
+    def at(self, seconds: float) -> int:
+        """The snapshot valid at `seconds`: the latest taken at or before, else the first."""
+        return max(bisect_right(self.times, seconds) - 1, 0)
+
+    def identity(self, index: int) -> Identity:
+        if index not in self._identities:
+            snapshot = self.snapshots[index]
+            self._identities[index] = Identity(snapshot.cluster, snapshot.extra_sets)
+        return self._identities[index]
+
+
+def flow_records(
+    inventory: ClusterState | Sequence[InventorySnapshot], outputs: Mapping[str, SourceOutput]
+) -> CollectResult:
+    """Join each node's flow logs with its conntrack counters into flow records, each named
+    from the inventory valid when its connection started."""
+    timeline = InventoryTimeline(inventory)
+    records: list[dict[str, Any]] = []
+    questions: list[tuple[int, PendingQuestion]] = []
     packets = ignored = connections = unmatched = 0
     unreadable: list[str] = []
     for node, output in outputs.items():
@@ -185,23 +224,44 @@ def flow_records(cluster: ClusterState, outputs: Mapping[str, SourceOutput]) -> 
         unmatched += sum(1 for key in counters if key not in logged)
         for (direction, key), logs in grouped.items():
             connection = _Connection(node, direction, key, tuple(logs))
-            records.append(_record(connection, counters.get(key), identity))
-            questions.append(_question(connection, records[-1]))
-    pending = pending_hits(cluster, questions)
-    if pending is not None:
-        records = [
-            {**r, "policies_pending": hits} for r, hits in zip(records, pending, strict=True)
-        ]
-    table = from_records(records) if records else empty_table()
-    return CollectResult(table, packets, ignored, connections, unmatched, tuple(unreadable))
+            when = timeline.at(connection.packets[0].time)
+            records.append(_record(connection, counters.get(key), timeline.identity(when)))
+            questions.append((when, _question(connection)))
+    _add_pending(records, questions, timeline)
+    table = from_records(list(records)) if records else empty_table()  # as Mappings
+    return CollectResult(
+        table,
+        packets,
+        ignored,
+        connections,
+        unmatched,
+        tuple(unreadable),
+        len({when for when, _ in questions}) or 1,
+    )
 
 
-def _question(connection: _Connection, record: Mapping[str, Any]) -> PendingQuestion:
+def _add_pending(
+    records: list[dict[str, Any]],
+    questions: Sequence[tuple[int, PendingQuestion]],
+    timeline: InventoryTimeline,
+) -> None:
+    """Fill `policies_pending`, each record decided on the inventory it was named from."""
+    by_snapshot: dict[int, list[int]] = defaultdict(list)
+    for position, (when, _) in enumerate(questions):
+        by_snapshot[when].append(position)
+    for when, positions in by_snapshot.items():
+        asked = [questions[position][1] for position in positions]
+        pending = pending_hits(timeline.snapshots[when].cluster, asked)
+        if pending is None:  # this inventory stages nothing
+            continue
+        for position, hits in zip(positions, pending, strict=True):
+            records[position]["policies_pending"] = hits
+
+
+def _question(connection: _Connection) -> PendingQuestion:
     """What the staged set is asked about a record: its connection, from its reporter."""
     protocol, src, dst, _, dport = connection.key
-    egress = connection.direction is Direction.EGRESS
-    namespace = record["source_namespace" if egress else "dest_namespace"]
-    return PendingQuestion(src, dst, dport or 0, protocol, connection.direction, namespace)
+    return PendingQuestion(src, dst, dport or 0, protocol, connection.direction)
 
 
 def _counters_by_key(entries: list[ConnectionCounters]) -> dict[Key, ConnectionCounters]:
@@ -275,10 +335,18 @@ def _profile(hit: str, namespace: str) -> str:
 
 
 class FlowCollector:
-    """Collect on several nodes at once: node name -> its network namespace (None: here)."""
+    """Collect on several nodes at once: node name -> its network namespace (None: here).
+    Endpoints are named from `cluster`, or from the snapshots `timeline` gives when
+    collection stops (when the inventory changes while collecting)."""
 
-    def __init__(self, cluster: ClusterState, nodes: Mapping[str, str | None]) -> None:
+    def __init__(
+        self,
+        cluster: ClusterState,
+        nodes: Mapping[str, str | None],
+        timeline: Timeline | None = None,
+    ) -> None:
         self.cluster = cluster
+        self.timeline = timeline
         self.sources = {node: NodeSources(netns) for node, netns in nodes.items()}
         self._started: list[NodeSources] = []
 
@@ -295,7 +363,9 @@ class FlowCollector:
     def stop(self) -> CollectResult:
         outputs = {node: sources.stop() for node, sources in self.sources.items()}
         self._started.clear()
-        return flow_records(self.cluster, outputs)
+        if self.timeline is None:
+            return flow_records(self.cluster, outputs)
+        return flow_records(self.timeline(), outputs)
 
     def close(self) -> None:
         for sources in self._started:

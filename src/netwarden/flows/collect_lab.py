@@ -1,20 +1,26 @@
 """Flow collection in a lab: turn flow logs on in every lab node, collect, turn them off.
 
-The lab must enforce its policies (`lab up --enforce`). `lab_flow_logs` reloads each node's
-ruleset compiled from the lab's inventory as it is now (its inputs with the `lab pod`
-changes replayed, `lab_churn.lab_cluster`) with `flow_logs=True`: every ruleset is checked,
-then loaded with one `nft -f` transaction per node, connection tracking kept. It starts a
-`FlowCollector` on every node and, on the way out, loads the rulesets without flow logs again.
+The lab must enforce its policies (`lab up --enforce`). `lab_flow_logs` sets the lab state's
+`flow_logs` flag and reloads each node's ruleset compiled from the lab's inventory as it is
+now (its inputs with the `lab pod` changes replayed, `lab_churn.lab_cluster`) with flow logs:
+every ruleset is checked, then loaded with one `nft -f` transaction per node, connection
+tracking kept. It starts a `FlowCollector` on every node and, on the way out, clears the flag
+and loads the rulesets without flow logs again.
 
 Each load is recorded in the lab state (`LabState.rulesets`, with the `LoadedRuleset` an
 incremental update is computed against), as `lab up` and `lab pod` do: otherwise a later
 `lab pod` command would compute its element changes against a ruleset that is no longer in
-the table, and its generation guard would reject them. The rulesets loaded on the way out
-are compiled from the state as it is then, so a `lab pod` change made while collecting is
-kept. Not covered: `lab pod` compiles without flow logs, so a pod change made while
-collecting replaces the nodes' rulesets without them (a full replacement: the skeleton
-differs), and connections opened after it are not logged; the collector also names the
-endpoints of the inventory as it was when collection started.
+the table, and its generation guard would reject them. While the flag is set, every ruleset
+the lab compiles (`lab pod add/del/label`, `lab apply`) logs too, so connections opened after
+a pod change are still collected. The rulesets loaded on the way out are compiled from the
+state as it is then, so a pod change made while collecting is kept.
+
+The collector names endpoints from the inventory valid when each connection started
+(`lab_timeline`): the inventory at the start, then one snapshot per `lab pod` change made
+while collecting, taken when the change was made (`PodChange.at`). Not covered: `lab apply`
+while collecting changes the policies the pending hits are decided with only from the next
+collection on, and two collections at once in one lab (the second cannot bind the NFLOG
+groups, and the first one's end turns flow logs off).
 
     with lab_flow_logs("shop") as collector:
         ...                                  # traffic between the lab's pods
@@ -24,23 +30,20 @@ endpoints of the inventory as it was when collection started.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import time
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
+from datetime import UTC, datetime
 from pathlib import Path
 
-from netwarden.dataplane.lab import LabState, load_state, save_state
+from netwarden.dataplane.lab import LabState, PodChange, load_state, save_state
 from netwarden.dataplane.lab_churn import lab_cluster as lab_inventory
-from netwarden.dataplane.lab_enforce import (
-    enforce_lab,
-    interface_prefix,
-    lab_view,
-    node_interfaces,
-)
-from netwarden.dataplane.lab_plan import LabNode
-from netwarden.dataplane.nftables import Ruleset, compile_ruleset
+from netwarden.dataplane.lab_churn import replay
+from netwarden.dataplane.lab_enforce import compile_lab, enforce_lab, lab_view
 from netwarden.errors import LabError
 from netwarden.flows.collect import FlowCollector
+from netwarden.flows.enrich import InventorySnapshot
 from netwarden.model import ClusterState
 
 
@@ -51,33 +54,37 @@ def lab_cluster(state: LabState) -> ClusterState:
     return lab_view(lab_inventory(state.sources, state.changes), state.plan)
 
 
-def compile_lab_rulesets(
-    state: LabState, cluster: ClusterState, flow_logs: bool
-) -> list[tuple[LabNode, Ruleset]]:
-    """Every node's ruleset for `cluster` with the lab's interfaces (pure: nothing loaded)."""
-    plan = state.plan
-    interfaces = node_interfaces(plan)
-    prefix = interface_prefix(plan)
-    compiled = []
-    for node in plan.nodes:
-        mine = {k: v for k, v in interfaces[node.name].items() if k in cluster.endpoints_by_key}
-        compiled.append(
-            (node, compile_ruleset(cluster, node.name, mine, prefix, flow_logs=flow_logs))
-        )
-    return compiled
-
-
 def load_lab_rulesets(
     name: str, directory: Path | None, flow_logs: bool
 ) -> tuple[LabState, ClusterState]:
     """Compile every node's ruleset from the lab state as it is now, check them all, load
-    them node by node (connection tracking kept), and record them in the lab state."""
+    them node by node (connection tracking kept), and record them and the `flow_logs` flag
+    in the lab state."""
     state = load_state(name, directory)
     cluster = lab_cluster(state)
-    applied = enforce_lab(compile_lab_rulesets(state, cluster, flow_logs), flush=False)
-    state = replace(state, rulesets=applied)
+    applied = enforce_lab(compile_lab(cluster, state.plan, flow_logs), flush=False)
+    state = replace(state, rulesets=applied, flow_logs=flow_logs)
     save_state(state, directory)
     return state, cluster
+
+
+def lab_timeline(
+    start: ClusterState, started: float, changes: Sequence[PodChange]
+) -> list[InventorySnapshot]:
+    """The lab's inventory during a collection: `start` (the inventory when it began), then
+    after each of the `lab pod` changes made meanwhile, from when it was made. Times never go
+    back: a change without one (written by an older netwarden) counts from the change before."""
+    snapshots = [InventorySnapshot(_moment(started), start)]
+    cluster, since = start, started
+    for change in changes:
+        cluster = replay(cluster, [change])
+        since = max(since, change.at if change.at is not None else since)
+        snapshots.append(InventorySnapshot(_moment(since), cluster))
+    return snapshots
+
+
+def _moment(seconds: float) -> datetime:
+    return datetime.fromtimestamp(seconds, UTC)
 
 
 @contextmanager
@@ -86,9 +93,18 @@ def lab_flow_logs(name: str, directory: Path | None = None) -> Iterator[FlowColl
     state = load_state(name, directory)
     if not state.enforced:
         raise LabError(f"lab {name} enforces no policy: `lab up --enforce` (or `lab apply`)")
+    started = time.time()
     state, cluster = load_lab_rulesets(name, directory, flow_logs=True)
+    known = len(state.changes)
+
+    def timeline() -> list[InventorySnapshot]:
+        """Read when collection stops: the `lab pod` changes made since it began."""
+        now = load_state(name, directory)
+        return lab_timeline(cluster, started, now.changes[known:])
+
     try:
-        collector = FlowCollector(cluster, {node.name: node.netns for node in state.plan.nodes})
+        nodes = {node.name: node.netns for node in state.plan.nodes}
+        collector = FlowCollector(cluster, nodes, timeline)
         collector.start()
         try:
             yield collector
