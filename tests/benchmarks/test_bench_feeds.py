@@ -21,4 +21,5 @@ def test_quick_run(capsys: pytest.CaptureFixture[str]) -> None:
     out = capsys.readouterr().out
     assert "parse + aggregate" in out and "ratio" in out
     assert "nft peak RSS" in out and "update, 100 out + 100 in" in out
+    assert "counters(): " in out and "nft list chain x3" in out
     assert "FeedIndex.lookup" in out

@@ -35,6 +35,8 @@ class Route:
     chunked: bool = False  # no Content-Length: the size cap must stop the stream itself
     delay: float = 0.0  # seconds before answering
     content_type: str = "text/plain"
+    require_headers: dict[str, str] = field(default_factory=dict)  # else 401 Unauthorized
+    redirect: str | None = None  # answer 302 with this Location
 
 
 @dataclass
@@ -70,6 +72,15 @@ def _handler(server: FeedServer) -> type[BaseHTTPRequestHandler]:
                 return
             if route.delay:
                 time.sleep(route.delay)
+            if any(self.headers.get(k) != v for k, v in route.require_headers.items()):
+                self._send(401, b"unauthorized")
+                return
+            if route.redirect is not None:
+                self.send_response(302)
+                self.send_header("Location", route.redirect)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
             if route.status != 200:
                 self._send(route.status, b"error")
                 return
@@ -135,8 +146,8 @@ class _QuietServer(ThreadingHTTPServer):
             super().handle_error(request, client_address)
 
 
-@pytest.fixture
-def feed_server() -> Iterator[FeedServer]:
+@contextlib.contextmanager
+def _serving() -> Iterator[FeedServer]:
     state = FeedServer("")
     httpd = _QuietServer(("127.0.0.1", 0), _handler(state))
     httpd.daemon_threads = True
@@ -149,6 +160,19 @@ def feed_server() -> Iterator[FeedServer]:
         httpd.shutdown()
         httpd.server_close()
         thread.join(5)
+
+
+@pytest.fixture
+def feed_server() -> Iterator[FeedServer]:
+    with _serving() as state:
+        yield state
+
+
+@pytest.fixture
+def other_feed_server() -> Iterator[FeedServer]:
+    """A second server: another origin (another port), for redirects that leave home."""
+    with _serving() as state:
+        yield state
 
 
 # --- TAXII ----------------------------------------------------------------------------------

@@ -1,15 +1,22 @@
 """`netwarden feeds` and `netwarden threat`: threat feeds pulled, kept, enforced and checked.
 
     netwarden feeds sync -f feeds/ [--state-dir DIR] [--cluster PATH...] [--protect CIDR...]
-                         [--accept NAME...] [--netns NS --apply]
+                         [--accept NAME...] [--secrets-dir DIR] [--no-prune] [--netns NS --apply]
     netwarden feeds status [--state-dir DIR] [-o json]
-    netwarden feeds run -f feeds/ [--state-dir DIR] [--apply [--netns NS]]   # until stopped
-    netwarden feeds apply [--state-dir DIR] [--netns NS] [--remove]
+    netwarden feeds run -f feeds/ [--state-dir DIR] [--secrets-dir DIR] [--no-prune]
+                        [--apply [--netns NS]]                                 # until stopped
+    netwarden feeds apply [-f feeds/ [--no-prune]] [--state-dir DIR] [--netns NS] [--remove]
     netwarden threat check IP|DOMAIN... [--state-dir DIR] [--subdomains] [-o json]
 
 `sync` writes each IP feed's GlobalNetworkSet `threatfeed.<name>` into `<state>/networksets/`:
 give that folder with `-f` to evaluate, explain or verify and the feeds are network sets like
 any other. `sync` exits 1 when a feed failed (its last good set stays), 2 on bad input.
+
+The `-f` inputs are the whole feed configuration: a feed in the state directory that they no
+longer hold is removed (state, network set, and its sets from the dataplane at the next load),
+as Calico deletes the GlobalNetworkSet of a deleted GlobalThreatFeed; `--no-prune` keeps it.
+Header values named by `valueFrom` come from `--secrets-dir DIR/<name>/<key>` first, then
+from Secret / ConfigMap manifests among the `-f` inputs (see `threatintel.headers`).
 The work is `netwarden.threatintel` and `netwarden.dataplane.threat_block`.
 """
 
@@ -20,7 +27,7 @@ import signal
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from ipaddress import ip_network
 from pathlib import Path
 from types import FrameType
@@ -31,15 +38,17 @@ from rich.table import Column, Table
 
 from netwarden.cli.common import FilesOption, TableOrJson, load_cluster, stdout_console, warn
 from netwarden.dataplane.threat_block import FeedSets, ThreatBlocker
+from netwarden.dialects.k8s_config import read_key_values
 from netwarden.dialects.source import read_paths
 from netwarden.dialects.threat_feed import read_feeds
 from netwarden.errors import UsageError
 from netwarden.model import FeedContent, IPNetwork, ThreatFeed
 from netwarden.threatintel.check import FeedIndex
+from netwarden.threatintel.headers import HeaderValues
 from netwarden.threatintel.safety import protected_nets
 from netwarden.threatintel.schedule import Scheduler
 from netwarden.threatintel.state import FeedStatus, FeedStore, default_state_dir
-from netwarden.threatintel.sync import SyncOptions, sync_feed
+from netwarden.threatintel.sync import SyncOptions, prune_feeds, sync_feed
 
 feeds_app = typer.Typer(help="Threat feeds: sync, status, the scheduler, the dataplane.")
 threat_app = typer.Typer(help="Threat intelligence look-ups.")
@@ -70,25 +79,56 @@ NetnsOption = Annotated[
     str | None,
     typer.Option("--netns", metavar="NS", help="Network namespace of the dataplane."),
 ]
+SecretsDirOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--secrets-dir",
+        metavar="DIR",
+        help="Header values named by valueFrom, as a volume mount: DIR/<name>/<key>. "
+        "Looked up before Secret/ConfigMap manifests among the -f inputs.",
+        exists=True,
+        file_okay=False,
+    ),
+]
+NoPruneOption = Annotated[
+    bool,
+    typer.Option(
+        "--no-prune",
+        help="Keep feeds the -f inputs no longer hold (default: remove their state, "
+        "network set and dataplane sets).",
+    ),
+]
+
+
+@dataclass(frozen=True)
+class FeedInputs:
+    """The feeds of the -f inputs and the Secret/ConfigMap manifests beside them."""
+
+    feeds: list[ThreatFeed]
+    header_values: HeaderValues
 
 
 def _store(state_dir: Path | None) -> FeedStore:
     return FeedStore(state_dir or default_state_dir())
 
 
-def _load_feeds(files: Sequence[Path]) -> list[ThreatFeed]:
+def _load_feeds(files: Sequence[Path], secrets_dir: Path | None = None) -> FeedInputs:
     if not files:
         raise UsageError("no feeds: give GlobalThreatFeed / ThreatFeed manifests with -f")
-    feeds, notices = read_feeds(read_paths(files))
+    documents = read_paths(files)
+    feeds, notices = read_feeds(documents)
     for item in notices:
         warn(str(item))
     if not feeds:
         raise UsageError("no GlobalThreatFeed or ThreatFeed found in the -f inputs")
-    return feeds
+    return FeedInputs(feeds, HeaderValues(tuple(read_key_values(documents)), secrets_dir))
 
 
 def _options(
-    cluster: Sequence[Path] | None, protect: Sequence[str] | None, accept: Sequence[str] = ()
+    cluster: Sequence[Path] | None,
+    protect: Sequence[str] | None,
+    accept: Sequence[str] = (),
+    header_values: HeaderValues | None = None,
 ) -> SyncOptions:
     networks: list[IPNetwork] = []
     for text in protect or ():
@@ -97,7 +137,27 @@ def _options(
         except ValueError:
             raise UsageError(f"--protect {text!r}: not a CIDR") from None
     state = load_cluster(list(cluster)) if cluster else None
-    return SyncOptions(protected_nets(state, (), networks), frozenset(accept))
+    protected = protected_nets(state, (), networks)
+    return SyncOptions(protected, frozenset(accept), header_values=header_values or HeaderValues())
+
+
+def prune(feeds: Sequence[ThreatFeed], store: FeedStore, enabled: bool = True) -> list[str]:
+    """Forget the feeds the configuration no longer holds (unless `enabled` is off, i.e.
+    `--no-prune`); the names removed, each reported."""
+    removed = prune_feeds(store, {feed.name for feed in feeds}) if enabled else []
+    for name in removed:
+        stdout_console().print(
+            f"removed: feed {name} (no longer configured): its state and network set are "
+            "deleted; the next dataplane load drops its sets"
+        )
+    return removed
+
+
+def set_aside_disabled(feeds: Sequence[ThreatFeed], store: FeedStore) -> None:
+    """Disabled feeds leave force before any load (`sync_feed` pulls nothing for them)."""
+    for feed in feeds:
+        if not feed.enabled:
+            sync_feed(feed, store, SyncOptions())
 
 
 def _snapshot_path(store: FeedStore, netns: str | None) -> Path:
@@ -121,10 +181,14 @@ def apply_dataplane(
     """Load every IP feed's set in force into the threat table of `netns` (`blocker`: the
     one a long-running process keeps, which remembers what it loaded)."""
     blocker = blocker or ThreatBlocker(netns, _snapshot_path(store, netns))
-    applied = blocker.apply(ip_feed_sets(store))
+    feeds = ip_feed_sets(store)
+    applied = blocker.apply(feeds)
     how = "loaded the table" if applied.full else f"changed {applied.changed} elements"
+    if applied.removed:
+        how = f"removed the sets of {', '.join(applied.removed)}; {how}"
     stdout_console().print(
-        f"dataplane{' ' + netns if netns else ''}: {how}, {applied.elements} elements"
+        f"dataplane{' ' + netns if netns else ''}: {how}, {len(feeds)} feed(s), "
+        f"{applied.elements} elements"
     )
 
 
@@ -159,6 +223,8 @@ def _print_statuses(statuses: Sequence[FeedStatus]) -> None:
 
 
 def _report(status: FeedStatus) -> None:
+    for note in status.notes:
+        warn(f"feed {status.name}: {note}")
     for line in status.bad[:10]:
         warn(f"feed {status.name}: bad entry {line}")
     if status.bad_count > 10:
@@ -183,11 +249,15 @@ def sync_command(
         bool, typer.Option("--apply", help="Load the sets into the dataplane afterwards.")
     ] = False,
     netns: NetnsOption = None,
+    secrets_dir: SecretsDirOption = None,
+    no_prune: NoPruneOption = False,
 ) -> None:
     """Pull every feed once; keep the last good set of any that fails."""
-    feeds = _load_feeds(files)
+    inputs = _load_feeds(files, secrets_dir)
+    feeds = inputs.feeds
     store = _store(state_dir)
-    options = _options(cluster, protect, accept or ())
+    options = _options(cluster, protect, accept or (), inputs.header_values)
+    prune(feeds, store, enabled=not no_prune)
     statuses = [sync_feed(feed, store, options) for feed in feeds]
     for status in statuses:
         _report(status)
@@ -225,11 +295,16 @@ def run_command(
     max_syncs: Annotated[
         int | None, typer.Option("--max-syncs", metavar="N", help="Stop after N syncs.")
     ] = None,
+    secrets_dir: SecretsDirOption = None,
+    no_prune: NoPruneOption = False,
 ) -> None:
     """Keep every feed fresh on its period until SIGINT or SIGTERM."""
-    feeds = _load_feeds(files)
+    inputs = _load_feeds(files, secrets_dir)
+    feeds = inputs.feeds
     store = _store(state_dir)
-    options = _options(cluster, protect)
+    options = _options(cluster, protect, header_values=inputs.header_values)
+    prune(feeds, store, enabled=not no_prune)
+    set_aside_disabled(feeds, store)
     blocker = ThreatBlocker(netns, _snapshot_path(store, netns))
 
     def after(feed: ThreatFeed, status: FeedStatus) -> None:
@@ -267,15 +342,23 @@ def stop_on_signals(scheduler: Scheduler) -> Iterator[None]:
 
 @feeds_app.command("apply")
 def apply_command(
+    files: FilesOption = [],  # noqa: B006 - Typer reads the default, never mutates it
     state_dir: StateDirOption = None,
     netns: NetnsOption = None,
     remove: Annotated[bool, typer.Option("--remove", help="Remove the threat table.")] = False,
+    no_prune: NoPruneOption = False,
 ) -> None:
-    """Load the feeds' sets in force into the dataplane (one nftables transaction)."""
+    """Load the feeds' sets in force into the dataplane (one nftables transaction). With
+    -f (the feed configuration), feeds it no longer holds are removed and disabled ones set
+    aside first; nothing is pulled."""
     store = _store(state_dir)
     if remove:
         ThreatBlocker(netns, _snapshot_path(store, netns)).remove()
         return
+    if files:
+        feeds = _load_feeds(files).feeds
+        prune(feeds, store, enabled=not no_prune)
+        set_aside_disabled(feeds, store)
     apply_dataplane(store, netns)
 
 

@@ -14,9 +14,12 @@ TAXII 2.1 collections, local files, jitter, HTTP limits and safety settings.
       safety {allowlist [CIDR], maxGrowthFactor}
 
 A GlobalThreatFeed without `pull` is pushed through Calico's API, which netwarden does not
-serve; a header `valueFrom` names a Secret or ConfigMap that offline reading cannot see. Both
-are kept as notices, never silently dropped. `read_feeds` picks the feeds out of documents
-for `feeds sync`; the loader ignores feeds when it builds a cluster.
+serve: a notice, never silently dropped. A header `valueFrom` (`secretKeyRef` or
+`configMapKeyRef`: name, key, optional) becomes a `HeaderRef` looked up at each pull (see
+`threatintel.headers`); as Calico's validation demands, a GlobalThreatFeed may only name
+Secrets and ConfigMaps called `globalthreatfeed-<feed name>-...`, so a feed cannot read any
+other secret of the namespace. `read_feeds` picks the feeds out of documents for `feeds
+sync`; the loader ignores feeds when it builds a cluster.
 """
 
 from __future__ import annotations
@@ -31,16 +34,18 @@ from pydantic import Field, model_validator
 from netwarden.dialects.calico_rules import cleaned, net_at, notice
 from netwarden.dialects.k8s_common import ObjectMeta
 from netwarden.dialects.source import Document
-from netwarden.dialects.validation import Schema, fail, parse
+from netwarden.dialects.validation import Schema, describe_path, fail, parse
 from netwarden.model import FeedContent, ThreatFeed
 from netwarden.model.feeds import (
     CsvFormat,
     FeedFormat,
     FeedSafety,
     FileSource,
+    HeaderRef,
     HttpHeader,
     HttpSource,
     JsonFormat,
+    KeyKind,
     NewlineFormat,
     StixFormat,
     TaxiiSource,
@@ -97,10 +102,49 @@ class FormatSpec(Schema):
         return self
 
 
+#: Kubernetes object names (DNS subdomain) and Secret/ConfigMap keys: safe as path parts of
+#: a mounted folder (no `/`, and `.` / `..` are refused on their own).
+OBJECT_NAME = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+OBJECT_KEY = r"^[-._a-zA-Z0-9]+$"
+#: A header name is an RFC 9110 token.
+_HEADER_NAME = r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$"
+#: Calico's prefix for the Secrets and ConfigMaps a GlobalThreatFeed may read.
+CALICO_REF_PREFIX = "globalthreatfeed-"
+
+
+class KeyRefSpec(Schema):
+    name: str = Field(pattern=OBJECT_NAME, max_length=253)
+    key: str = Field(pattern=OBJECT_KEY, max_length=253)
+    optional: bool = False
+
+    @model_validator(mode="after")
+    def _not_dots(self) -> KeyRefSpec:
+        if self.key in (".", ".."):
+            raise ValueError(f"invalid key {self.key!r}")
+        return self
+
+
+class ValueFromSpec(Schema):
+    secret_key_ref: KeyRefSpec | None = None
+    config_map_key_ref: KeyRefSpec | None = None
+
+    @model_validator(mode="after")
+    def _one_ref(self) -> ValueFromSpec:
+        if (self.secret_key_ref is None) == (self.config_map_key_ref is None):
+            raise ValueError("give exactly one of secretKeyRef and configMapKeyRef")
+        return self
+
+
 class HeaderSpec(Schema):
-    name: str = Field(min_length=1)
+    name: str = Field(pattern=_HEADER_NAME)
     value: str | None = None
-    value_from: dict[str, Any] | None = None
+    value_from: ValueFromSpec | None = None
+
+    @model_validator(mode="after")
+    def _value_or_value_from(self) -> HeaderSpec:
+        if self.value and self.value_from is not None:
+            raise ValueError("value cannot be used when valueFrom is used")
+        return self
 
 
 class HttpSpec(Schema):
@@ -215,30 +259,52 @@ def _format(
 
 
 def _http(
-    document: Document, path: tuple[str | int, ...], spec: HttpSpec, stix: bool
-) -> tuple[HttpSource, list[object]]:
-    notices: list[object] = []
+    document: Document, path: tuple[str | int, ...], spec: HttpSpec, stix: bool, prefix: str = ""
+) -> HttpSource:
+    """`prefix`: the name a referenced Secret or ConfigMap must start with ("" for any)."""
     headers = []
     for index, header in enumerate(spec.headers):
-        if header.value_from is not None:
-            where = document.location((*path, "headers", index, "valueFrom"))
-            notices.append(
-                notice(
-                    where,
-                    f"header {header.name}: valueFrom (a Secret or ConfigMap) cannot "
-                    "be resolved offline; the header is not sent",
-                )
-            )
+        at = (*path, "headers", index)
+        if header.value_from is None:
+            value = header.value or ""
+            if not _printable(value):
+                # The value is not repeated: a literal header may still be a token.
+                fail(document, (*at, "value"), "a header value must be printable ASCII")
+            headers.append(HttpHeader(header.name, value))
             continue
-        headers.append(HttpHeader(header.name, header.value or ""))
-    source = HttpSource(
+        ref_spec = header.value_from.secret_key_ref or header.value_from.config_map_key_ref
+        assert ref_spec is not None
+        kind = KeyKind.SECRET if header.value_from.secret_key_ref else KeyKind.CONFIG_MAP
+        field = "secretKeyRef" if kind is KeyKind.SECRET else "configMapKeyRef"
+        ref_path = (*at, "valueFrom", field)
+        if not ref_spec.name.startswith(prefix):
+            fail(
+                document,
+                (*ref_path, "name"),
+                f"{kind.value} name {ref_spec.name!r} must start with {prefix!r}, as Calico "
+                "requires (a feed reads only the Secrets and ConfigMaps named for it)",
+            )
+        ref = HeaderRef(
+            kind,
+            ref_spec.name,
+            ref_spec.key,
+            ref_spec.optional,
+            describe_path(ref_path),
+            document.location(ref_path),
+        )
+        headers.append(HttpHeader(header.name, value_from=ref))
+    return HttpSource(
         url=spec.url,
         format=_format(document, (*path, "format"), spec.format, stix),
         headers=tuple(headers),
         timeout_seconds=_duration(document, (*path, "timeout"), spec.timeout),
         max_bytes=spec.max_bytes,
     )
-    return source, notices
+
+
+def _printable(value: str) -> bool:
+    """RFC 9110 field-value characters netwarden sends: visible ASCII, space and tab."""
+    return all(char == "\t" or " " <= char <= "~" for char in value)
 
 
 def read_global_threat_feed(document: Document) -> list[object]:
@@ -250,7 +316,8 @@ def read_global_threat_feed(document: Document) -> list[object]:
     if spec.pull is None:
         where = document.location(("spec",))
         return [notice(where, f"GlobalThreatFeed {name}: no pull: a pushed feed is not synced")]
-    source, notices = _http(document, ("spec", "pull", "http"), spec.pull.http, stix=False)
+    prefix = f"{CALICO_REF_PREFIX}{name}-"
+    source = _http(document, ("spec", "pull", "http"), spec.pull.http, stix=False, prefix=prefix)
     period = _duration(document, ("spec", "pull", "period"), spec.pull.period)
     feed = ThreatFeed(
         name=name,
@@ -264,7 +331,7 @@ def read_global_threat_feed(document: Document) -> list[object]:
         kind="GlobalThreatFeed",
         source_location=document.location(),
     )
-    return [feed, *notices]
+    return [feed]
 
 
 def read_threat_feed(document: Document) -> list[object]:
@@ -276,10 +343,9 @@ def read_threat_feed(document: Document) -> list[object]:
     name = _name(document, meta)
     period = _duration(document, ("spec", "period"), spec.period)
     jitter = _duration(document, ("spec", "jitter"), spec.jitter) if spec.jitter else period / 10
-    notices: list[object] = []
     source: HttpSource | TaxiiSource | FileSource
     if spec.http is not None:
-        source, notices = _http(document, ("spec", "http"), spec.http, stix=True)
+        source = _http(document, ("spec", "http"), spec.http, stix=True)
     elif spec.taxii is not None:
         taxii = spec.taxii
         source = TaxiiSource(taxii.url, taxii.username, taxii.password, taxii.page_size)
@@ -307,7 +373,7 @@ def read_threat_feed(document: Document) -> list[object]:
         kind="ThreatFeed",
         source_location=document.location(),
     )
-    return [feed, *notices]
+    return [feed]
 
 
 READERS = {
@@ -322,7 +388,7 @@ def read_feeds(documents: Sequence[Document]) -> tuple[list[ThreatFeed], list[ob
     feeds: list[ThreatFeed] = []
     notices: list[object] = []
     seen: dict[str, ThreatFeed] = {}
-    for document in _expanded(documents):
+    for document in expanded(documents):
         data = document.data
         key = (str(data.get("apiVersion", "")).rpartition("/")[0], str(data.get("kind", "")))
         reader = READERS.get(key)
@@ -344,14 +410,15 @@ def read_feeds(documents: Sequence[Document]) -> tuple[list[ThreatFeed], list[ob
     return feeds, notices
 
 
-def _expanded(documents: Sequence[Document]) -> list[Document]:
+def expanded(documents: Sequence[Document]) -> list[Document]:
+    """The documents with the items of every `kind: *List` in their place."""
     out: list[Document] = []
     for document in documents:
         data = document.data
         if not isinstance(data, dict):
             continue
         if str(data.get("kind", "")).endswith("List") and isinstance(data.get("items"), list):
-            out.extend(_expanded([document.child(i) for i in range(len(data["items"]))]))
+            out.extend(expanded([document.child(i) for i in range(len(data["items"]))]))
         else:
             out.append(document)
     return out

@@ -2,11 +2,14 @@
 
 A feed says where its indicators come from (an HTTP URL in some format, a TAXII collection, a
 local file), what they are (addresses and prefixes, or domain names), how often to pull it,
-and the labels of the network set it becomes. Fetching and parsing live in `threatintel`.
+and the labels of the network set it becomes. An HTTP header may take its value from a
+Secret or ConfigMap key (`HeaderRef`), resolved at each pull against `KeyValues` read from
+manifests or a mounted folder. Fetching and parsing live in `threatintel`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -53,10 +56,49 @@ class StixFormat:
 FeedFormat = NewlineFormat | JsonFormat | CsvFormat | StixFormat
 
 
+class KeyKind(StrEnum):
+    SECRET = "Secret"
+    CONFIG_MAP = "ConfigMap"
+
+
+@dataclass(frozen=True)
+class HeaderRef:
+    """Calico's header `valueFrom`: a key of a Secret or a ConfigMap, looked up at each pull
+    (so a rotated secret is used at the next pull). `field_path` and `location` say where the
+    reference was written, for the error when it cannot be found."""
+
+    kind: KeyKind
+    name: str
+    key: str
+    optional: bool = False  # missing: the header is not sent (noted), the pull goes on
+    field_path: str = ""  # e.g. `spec.pull.http.headers[1].valueFrom.secretKeyRef`
+    location: Location | None = field(default=None, compare=False)
+
+    def __str__(self) -> str:
+        return f"{self.kind.value} {self.name} key {self.key}"
+
+
 @dataclass(frozen=True)
 class HttpHeader:
+    """A header sent with every pull: a literal `value`, or one looked up from `value_from`.
+    Values stay out of `repr` (a resolved one may be a secret)."""
+
     name: str
-    value: str
+    value: str = field(default="", repr=False)
+    value_from: HeaderRef | None = None
+    sensitive: bool = False  # from a Secret: never sent to another host on a redirect
+
+
+@dataclass(frozen=True)
+class KeyValues:
+    """The keys of one Secret or ConfigMap manifest (Secret values base64-decoded). Values
+    never appear in `repr` and are never printed or stored by netwarden."""
+
+    kind: KeyKind
+    name: str
+    namespace: str | None
+    values: Mapping[str, bytes] = field(default_factory=dict, repr=False, hash=False)
+    location: Location | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,7 @@
 
 The pipeline of one sync (`sync.sync_feed`), one module per stage:
 
+    headers.py            header values from Secrets / ConfigMaps (mounted folder, manifests)
     fetch.py / taxii.py   bytes from HTTP (timeouts, ETag / If-Modified-Since, size cap, gzip)
                           or objects from a TAXII 2.1 collection (paged, `added_after`)
     parse.py / stix.py    values by format (lines, CSV, JSONPath, STIX indicators in force),

@@ -5,14 +5,15 @@ A feed server is untrusted: the body is streamed and the download stops the mome
 either). `Content-Encoding: gzip` is undone by httpx; a body that is itself a gzip file
 (`feed.txt.gz`) is recognised by its magic bytes and decompressed under the same cap. The
 validators of the last good download (`ETag`, `Last-Modified`) are sent back as `If-None-Match`
-/ `If-Modified-Since`; a `304 Not Modified` means the last good set is still current.
+/ `If-Modified-Since`; a `304 Not Modified` means the last good set is still current. Headers
+whose values came from Secrets are not forwarded when a redirect leaves the feed's host.
 """
 
 from __future__ import annotations
 
 import time
 import zlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import httpx
@@ -57,9 +58,12 @@ def fetch_http(source: HttpSource, validators: Validators | None = None) -> Fetc
         if validators.last_modified:
             headers["If-Modified-Since"] = validators.last_modified
     timeout = httpx.Timeout(source.timeout_seconds)
+    hooks = {"request": [_secrets_stay_home(source)]}
     try:
         with (
-            httpx.Client(timeout=timeout, follow_redirects=True, max_redirects=5) as client,
+            httpx.Client(
+                timeout=timeout, follow_redirects=True, max_redirects=5, event_hooks=hooks
+            ) as client,
             client.stream("GET", source.url, headers=headers) as response,
         ):
             if response.status_code == 304:
@@ -77,6 +81,25 @@ def fetch_http(source: HttpSource, validators: Validators | None = None) -> Fetc
     if body.startswith(_GZIP_MAGIC):
         body = gunzip_capped(body, source.max_bytes)
     return Fetched(body, found, response.status_code)
+
+
+def _secrets_stay_home(source: HttpSource) -> Callable[[httpx.Request], None]:
+    """A request hook: headers from Secrets go to the feed's own host only. httpx drops
+    `Authorization` on a redirect to another origin but forwards any other header (as Go's
+    client does); an `APIKey` header must not follow a redirect to another host."""
+    home = httpx.URL(source.url)
+    sensitive = [header.name for header in source.headers if header.sensitive]
+
+    def hook(request: httpx.Request) -> None:
+        url = request.url
+        same_host = url.host == home.host
+        same_origin = same_host and url.scheme == home.scheme and url.port == home.port
+        upgraded = same_host and home.scheme == "http" and url.scheme == "https"
+        if not (same_origin or upgraded):
+            for name in sensitive:
+                request.headers.pop(name, None)
+
+    return hook
 
 
 def _read_capped(response: httpx.Response, max_bytes: int, deadline: float) -> bytes:

@@ -3,18 +3,24 @@
     <state>/feeds/<name>/status.json     FeedStatus (last success, last error, counts, ...)
     <state>/feeds/<name>/entries.txt     the set in force: aggregated CIDRs or domain names
     <state>/feeds/<name>/held.txt        a new version held for review (see safety.py)
+    <state>/feeds/<name>/disabled.txt    the last good set of a feed in mode Disabled: set
+                                         aside (not in force, not blocked, not matched) until
+                                         the feed is enabled again
     <state>/feeds/<name>/taxii.json      TAXII objects known so far and the polling cursor
     <state>/networksets/threatfeed.<name>.yaml   the GlobalNetworkSet of an IP feed
 
 Every file is written to a temporary name and renamed into place, so a reader (another
 command, the scheduler in another process) sees the old file or the new one, never half.
-A failed fetch touches nothing but status.json: the last good set stays.
+A failed fetch touches nothing but status.json: the last good set stays. A feed removed from
+the configuration is removed here whole (`remove`), as Calico deletes the GlobalNetworkSet of
+a deleted GlobalThreatFeed. No header value (they may be secrets) is ever written here.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field, replace
@@ -57,13 +63,14 @@ class FeedStatus:
     etag: str | None = None
     last_modified: str | None = None
     consecutive_failures: int = 0
-    disabled: bool = False  # mode Disabled: not pulled, its last good set (if any) kept
+    disabled: bool = False  # mode Disabled: not pulled, its last good set set aside
+    notes: tuple[str, ...] = ()  # e.g. an optional header left out (never a value)
     extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> FeedStatus:
         known = {key: data[key] for key in cls.__dataclass_fields__ if key in data}
-        for key in ("bad", "withheld"):
+        for key in ("bad", "withheld", "notes"):
             known[key] = tuple(known.get(key, ()))
         return cls(**known)
 
@@ -91,6 +98,39 @@ class FeedStore:
         if not folder.is_dir():
             return []
         return sorted(p.name for p in folder.iterdir() if (p / "status.json").is_file())
+
+    def stored_names(self) -> list[str]:
+        """Every feed with anything here: a folder (even without a status) or a network set."""
+        names = set()
+        folder = self.root / "feeds"
+        if folder.is_dir():
+            names |= {p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")}
+        if self.network_set_dir.is_dir():
+            for path in self.network_set_dir.glob(f"{NETWORK_SET_PREFIX}*.yaml"):
+                names.add(path.name.removeprefix(NETWORK_SET_PREFIX).removesuffix(".yaml"))
+        return sorted(names)
+
+    def remove(self, name: str) -> None:
+        """Forget a feed: its network set first (what other commands read as a block list),
+        then its folder."""
+        self.remove_network_set(name)
+        shutil.rmtree(self.feed_dir(name), ignore_errors=True)
+
+    def set_aside(self, name: str) -> None:
+        """Mode Disabled: the set in force leaves force (kept in disabled.txt), and with it
+        the network set."""
+        entries = self.feed_dir(name) / "entries.txt"
+        if entries.is_file():
+            os.replace(entries, self.feed_dir(name) / "disabled.txt")
+        self.remove_network_set(name)
+
+    def restore(self, name: str) -> list[str] | None:
+        """Enabled again: the set aside comes back in force (None: nothing was set aside)."""
+        aside = self.feed_dir(name) / "disabled.txt"
+        if not aside.is_file() or (self.feed_dir(name) / "entries.txt").is_file():
+            return None
+        os.replace(aside, self.feed_dir(name) / "entries.txt")
+        return self.entries(name)
 
     def status(self, name: str) -> FeedStatus | None:
         path = self.feed_dir(name) / "status.json"
@@ -132,9 +172,16 @@ class FeedStore:
 
     def save_network_set(self, name: str, labels: Mapping[str, str], nets: list[str]) -> Path:
         """A Calico GlobalNetworkSet any command can read with `-f <state>/networksets`."""
-        path = self.network_set_dir / f"{NETWORK_SET_PREFIX}{name}.yaml"
+        path = self.network_set_path(name)
         _write(path, network_set_yaml(NETWORK_SET_PREFIX + name, labels, nets))
         return path
+
+    def network_set_path(self, name: str) -> Path:
+        self.feed_dir(name)  # checks the name
+        return self.network_set_dir / f"{NETWORK_SET_PREFIX}{name}.yaml"
+
+    def remove_network_set(self, name: str) -> None:
+        self.network_set_path(name).unlink(missing_ok=True)
 
 
 def network_set_yaml(name: str, labels: Mapping[str, str], nets: list[str]) -> str:

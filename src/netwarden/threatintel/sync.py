@@ -1,14 +1,18 @@
-"""One sync of one feed: fetch -> parse -> withhold what is protected -> aggregate -> hold or
-apply -> status. Used by `feeds sync` (once) and by the scheduler (periodically).
+"""One sync of one feed: resolve headers -> fetch -> parse -> withhold what is protected ->
+aggregate -> hold or apply -> status. Used by `feeds sync` (once) and by the scheduler
+(periodically).
 
-Whatever goes wrong (network, HTTP status, size cap, a body not in the feed's format) becomes
-the feed's `last_error`; its last good set, network set and validators stay as they were.
+Whatever goes wrong (a header's Secret missing, network, HTTP status, size cap, a body not in
+the feed's format) becomes the feed's `last_error`; its last good set, network set and
+validators stay as they were. A feed in mode Disabled is not pulled and leaves force: its set
+is set aside (not blocked, not matched, no network set) until it is enabled again, when the
+set aside comes back before the pull. `prune_feeds` forgets feeds no longer configured.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -16,6 +20,7 @@ from netwarden.model import FeedContent, ThreatFeed
 from netwarden.model.feeds import FileSource, HttpSource, StixFormat, TaxiiSource
 from netwarden.threatintel.aggregate import aggregate
 from netwarden.threatintel.fetch import FetchError, Validators, decode, fetch_http, gunzip_capped
+from netwarden.threatintel.headers import HeaderValues, resolve_headers
 from netwarden.threatintel.parse import Candidates, FormatError, ParsedFeed, candidates, classify
 from netwarden.threatintel.safety import ProtectedNet, Withheld, hold_reason, withhold
 from netwarden.threatintel.state import FeedStatus, FeedStore
@@ -30,6 +35,17 @@ class SyncOptions:
     protected: Sequence[ProtectedNet] = ()
     accept: frozenset[str] = frozenset()  # feeds whose held version is accepted this time
     now: datetime | None = None
+    # Where `valueFrom` headers are looked up.
+    header_values: HeaderValues = field(default_factory=HeaderValues)
+
+
+@dataclass(frozen=True)
+class Fetch:
+    """What a fetch found (None: not modified), the validators to keep, and notes."""
+
+    found: Candidates | None
+    validators: Validators
+    notes: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -59,17 +75,26 @@ def sync_feed(feed: ThreatFeed, store: FeedStore, options: SyncOptions) -> FeedS
         disabled=not feed.enabled,
     )
     if not feed.enabled:
-        store.save_status(status)
-        return status
+        store.set_aside(feed.name)
+        disabled = status.evolve(notes=())
+        store.save_status(disabled)
+        return disabled
+    restored = store.restore(feed.name)
+    if restored is not None and feed.content is FeedContent.IP_SET:
+        store.save_network_set(feed.name, feed.labels, restored)
     in_force = store.entries(feed.name)
     try:
-        found, validators = _fetch(feed, store, status, in_force is not None, options)
+        fetch = _fetch(feed, store, status, in_force is not None, options)
     except (FetchError, FormatError, OSError) as error:
         failed = status.evolve(
-            last_error=str(error), consecutive_failures=previous.consecutive_failures + 1
+            last_error=str(error),
+            consecutive_failures=previous.consecutive_failures + 1,
+            notes=(),
         )
         store.save_status(failed)
         return failed
+    found, validators = fetch.found, fetch.validators
+    status = status.evolve(notes=fetch.notes)
     if found is None:  # 304: the set in force is current
         fresh = status.evolve(
             last_success=now, last_error=None, consecutive_failures=0, added=0, removed=0
@@ -114,6 +139,16 @@ def sync_feed(feed: ThreatFeed, store: FeedStore, options: SyncOptions) -> FeedS
     return applied
 
 
+def prune_feeds(store: FeedStore, configured: Collection[str]) -> list[str]:
+    """Remove from `store` every feed not in `configured` (state, set, network set), as Calico
+    deletes the GlobalNetworkSet of a deleted GlobalThreatFeed; the names removed. The
+    dataplane drops their sets at its next load from the store."""
+    removed = [name for name in store.stored_names() if name not in configured]
+    for name in removed:
+        store.remove(name)
+    return removed
+
+
 def describe_source(feed: ThreatFeed) -> str:
     source = feed.source
     if isinstance(source, HttpSource | TaxiiSource):
@@ -127,28 +162,32 @@ def _fetch(
     status: FeedStatus,
     have_set: bool,
     options: SyncOptions,
-) -> tuple[Candidates | None, Validators]:
-    """The feed's values (None: not modified) and the validators to keep."""
+) -> Fetch:
+    """The feed's values (None: not modified), the validators to keep, and notes."""
     source = feed.source
+    notes: tuple[str, ...] = ()
     if isinstance(source, TaxiiSource):
         known, cursor = store.taxii(feed.name)
         polled = poll_collection(source, known, cursor)
         store.save_taxii(feed.name, polled.objects, polled.cursor)
         values = indicator_candidates(polled.objects.values(), feed.content, options.now)
-        return values, Validators()
+        return Fetch(values, Validators())
     if isinstance(source, HttpSource):
+        resolved = resolve_headers(feed, source, options.header_values)
+        notes = resolved.notes
         validators = Validators(status.etag, status.last_modified) if have_set else None
-        fetched = fetch_http(source, validators)
+        fetched = fetch_http(resolved.source, validators)
         if fetched.body is None:
-            return None, fetched.validators
+            return Fetch(None, fetched.validators, notes)
         body, feed_format, found = fetched.body, source.format, fetched.validators
     else:
         body = _read_file(source)
         feed_format, found = source.format, Validators()
     text = decode(body)
     if isinstance(feed_format, StixFormat):
-        return indicator_candidates(bundle_objects(text), feed.content, options.now), found
-    return candidates(text, feed_format), found
+        values = indicator_candidates(bundle_objects(text), feed.content, options.now)
+        return Fetch(values, found, notes)
+    return Fetch(candidates(text, feed_format), found, notes)
 
 
 def _read_file(source: FileSource) -> bytes:
