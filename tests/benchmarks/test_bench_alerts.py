@@ -12,3 +12,4 @@ def test_quick_run(capsys: pytest.CaptureFixture[str]) -> None:
     out = capsys.readouterr().out
     assert "generated 200,000 stored flows" in out and "flows/s" in out
     assert "peer flow_hits per batch" in out and "ratio to peer" in out
+    assert "added 20,000 DNS records" in out and "dns ratio to peer" in out

@@ -163,7 +163,7 @@ def test_header_that_disagrees_with_the_format_is_an_input_error() -> None:
 def test_missing_file_and_unknown_format() -> None:
     with pytest.raises(InputError, match="no such file"):
         calico.read("/nonexistent/flows.log")
-    with pytest.raises(UsageError, match="known: calico, hubble, vpc"):
+    with pytest.raises(UsageError, match="known: calico, calico-dns, hubble, vpc"):
         importer("netflow")
 
 

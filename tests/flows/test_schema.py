@@ -10,8 +10,8 @@ from typing import Any
 import jsonschema
 import pyarrow as pa
 
-from netwarden.flows.importers import calico, hubble, vpc
-from netwarden.flows.schema import FLOW_SCHEMA, SCHEMA_VERSION
+from netwarden.flows.importers import calico, calico_dns, hubble, vpc
+from netwarden.flows.schema import FLOW_SCHEMA, LIST_COLUMNS, SCHEMA_VERSION
 from tests.flows.conftest import FIXTURES, sample_records
 
 SCHEMA = json.loads((Path(__file__).parents[2] / "schemas" / "flow-record.schema.json").read_text())
@@ -40,6 +40,7 @@ def test_imported_records_validate() -> None:
     tables = [
         calico.read(str(FIXTURES / "calico-flows.log")).table,
         hubble.read(str(FIXTURES / "hubble-observe.json")).table,
+        calico_dns.read(str(FIXTURES / "calico-dns.log")).table,
         vpc.read(str(FIXTURES / "vpc-custom-v5.log")).table,
     ]
     for table in tables:
@@ -47,11 +48,7 @@ def test_imported_records_validate() -> None:
             validator.validate(_as_json(record))
     for record in sample_records():
         full = {name: None for name in FLOW_SCHEMA.names} | record
-        full |= {
-            k: []
-            for k in ("source_labels", "dest_labels", "policies_enforced", "policies_pending")
-            if full[k] is None
-        }
+        full |= {k: [] for k in LIST_COLUMNS if full[k] is None}
         full |= {k: 0 for k in SCHEMA["required"] if full[k] is None}
         validator.validate(_as_json(full))
 

@@ -122,7 +122,7 @@ def quote(value: str) -> str:
 def import_command(
     store: StoreOption,
     paths: Annotated[list[Path], typer.Argument(metavar="FILE...", help="Flow log files.")],
-    format: Annotated[str, typer.Option("--format", help="hubble, calico or vpc.")],
+    format: Annotated[str, typer.Option("--format", help="hubble, calico, calico-dns or vpc.")],
     vpc_format: Annotated[
         str | None,
         typer.Option("--vpc-format", help="VPC log format, e.g. '${version} ${srcaddr} ...'."),
@@ -400,7 +400,8 @@ def alerts_command(
         bool, typer.Option("--exit-code", help="Exit 1 when there is any alert, 0 when not.")
     ] = False,
 ) -> None:
-    """Records to or from an address a threat feed lists, per feed, indicator and pair."""
+    """Records to or from an address a threat feed lists, DNS lookups of a name a domain feed
+    lists and records to or from the addresses they returned, per feed, indicator and pair."""
     from netwarden.flows.alerts import alert_rows, scan_alerts
     from netwarden.threatintel.state import FeedStore
 
@@ -414,8 +415,8 @@ def alerts_command(
         target.close()
     if report.unchecked_domain_feeds:
         stderr_console().print(
-            f"not checked: domain feed(s) {', '.join(report.unchecked_domain_feeds)} (flow"
-            " records carry no DNS names)",
+            f"not checked: domain feed(s) {', '.join(report.unchecked_domain_feeds)} (no DNS"
+            " record among the scanned flow records: import DNS logs, e.g. --format calico-dns)",
             markup=False,
         )
     if output is AlertOutput.JSON:
@@ -426,7 +427,9 @@ def alerts_command(
         for alert in report.alerts:
             table.add_row(
                 _json_default(alert.first_seen), _json_default(alert.last_seen), alert.feed,
-                alert.indicator, alert.direction, f"{alert.source_ip} {alert.source}",
+                alert.indicator if alert.query in (None, alert.indicator)
+                else f"{alert.indicator}\nquery {alert.query}",
+                alert.direction, f"{alert.source_ip} {alert.source}",
                 f"{alert.dest_ip} {alert.dest}", ",".join(alert.ports), ",".join(alert.actions),
                 "\n".join(alert.policies), str(alert.records),
             )  # fmt: skip
@@ -434,7 +437,13 @@ def alerts_command(
         console.print(table)
         console.print(
             f"{len(report.alerts)} alerts from {report.records} records against"
-            f" {len(report.ip_feeds)} IP feed(s) in {report.seconds:.2f} s",
+            f" {len(report.ip_feeds)} IP feed(s)"
+            + (
+                f" and {len(report.domain_feeds)} domain feed(s) ({report.dns_records} DNS records)"
+                if report.domain_feeds
+                else ""
+            )
+            + f" in {report.seconds:.2f} s",
             style="dim",
             markup=False,
         )

@@ -1,13 +1,14 @@
 """Flow visibility: collect and ingest flow records, store them, query them, alert on them.
 
-    importers/  read a flow-log format (Hubble, Calico, AWS VPC) into Arrow tables with
-                `schema.FLOW_SCHEMA`, counting and locating every rejected record
+    importers/  read a flow-log format (Hubble, Calico flow and DNS logs, AWS VPC) into Arrow
+                tables with `schema.FLOW_SCHEMA`, counting and locating every rejected record
     enrich      endpoint identity for each record from the inventory valid at its time
     store       the `FlowStore` interface and `open_store` (DuckDB file, ClickHouse/chDB)
     filter      the safe query language, compiled to parametrised SQL for each backend
     collect*    records from netwarden's own dataplane: flow-log rules read by ulogd2 in the
                 node namespace, joined with conntrack accounting
-    alerts      flows to or from threat-feed addresses, one alert per feed, indicator and pair
+    alerts      flows to or from threat-feed addresses, DNS lookups of listed domains and flows
+                to the addresses they returned, one alert per feed, indicator and pair
 
 Adding a format: one module in `importers/` and one row in `importers.IMPORTERS`. Adding a
 backend: one module implementing `store.FlowStore` and one row in `store._BACKENDS`.

@@ -19,7 +19,7 @@ from __future__ import annotations
 import os
 import re
 import tempfile
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
@@ -78,6 +78,21 @@ def flows_ddl(table: str = "flows", engine: str = "MergeTree") -> str:
         f"CREATE TABLE IF NOT EXISTS {table} (\n  {column_definitions()}\n)"
         f" ENGINE = {engine} PARTITION BY toDate(start_time) ORDER BY start_time"
     )
+
+
+def _migrate_v1_to_v2(executor: _Executor) -> None:
+    """v2 added the DNS columns; records stored before have none (null, and [] for the
+    answers). `IF NOT EXISTS`: ClickHouse has no transaction around DDL, so a migration cut
+    short before its version row is written runs again harmlessly."""
+    added = ", ".join(
+        f"ADD COLUMN IF NOT EXISTS {name} {_clickhouse_type(FLOW_SCHEMA.field(name))}"
+        for name in ("dns_qname", "dns_qtype", "dns_rcode", "dns_answers")
+    )
+    executor.command(f"ALTER TABLE flows {added}")
+
+
+#: from-version -> migration to the next version (the ClickHouse backend started at 1).
+MIGRATIONS: dict[int, Callable[[_Executor], None]] = {1: _migrate_v1_to_v2}
 
 
 class _Executor(Protocol):
@@ -229,19 +244,34 @@ class ClickHouseFlowStore:
             "CREATE TABLE IF NOT EXISTS schema_version (version UInt32,"
             " applied_at DateTime64(6, 'UTC')) ENGINE = MergeTree ORDER BY version"
         )
-        self.executor.command(flows_ddl())
+        has_flows = self._scalar(
+            "SELECT count() FROM system.tables WHERE database = currentDatabase()"
+            " AND name = 'flows'"
+        )
         version = self._scalar("SELECT max(version) FROM schema_version")
-        if not version:
-            self.executor.command(
-                "INSERT INTO schema_version VALUES ({v:UInt32}, now64(6))", {"v": SCHEMA_VERSION}
-            )
-        elif version > SCHEMA_VERSION:
+        if not has_flows:
+            self.executor.command(flows_ddl())
+            if not version:
+                self._record_version(SCHEMA_VERSION)
+            return
+        # A flows table without a version row was cut short right after its creation, which
+        # only the first (version 1) backend did without recording the version.
+        version = int(version or 1)
+        if version > SCHEMA_VERSION:
             raise InputError(
                 Location(self.where_label),
                 f"flow store has schema version {version}; this netwarden reads up to"
                 f" {SCHEMA_VERSION}",
             )
-        # The ClickHouse backend starts at version 1: there is nothing older to migrate.
+        while version < SCHEMA_VERSION:
+            MIGRATIONS[version](self.executor)
+            version += 1
+            self._record_version(version)
+
+    def _record_version(self, version: int) -> None:
+        self.executor.command(
+            "INSERT INTO schema_version VALUES ({v:UInt32}, now64(6))", {"v": version}
+        )
 
     def schema_version(self) -> int:
         return int(self._scalar("SELECT max(version) FROM schema_version") or 0)

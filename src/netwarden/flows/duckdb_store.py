@@ -65,8 +65,18 @@ def _migrate_v0_to_v1(connection: duckdb.DuckDBPyConnection) -> None:
         connection.execute(f"ALTER TABLE flows ADD COLUMN {column} BIGINT NOT NULL DEFAULT 0")
 
 
+def _migrate_v1_to_v2(connection: duckdb.DuckDBPyConnection) -> None:
+    """v2 added the DNS columns; records stored before have none."""
+    for column in ("dns_qname", "dns_qtype", "dns_rcode"):
+        connection.execute(f"ALTER TABLE flows ADD COLUMN {column} VARCHAR")
+    connection.execute("ALTER TABLE flows ADD COLUMN dns_answers VARCHAR[] DEFAULT []")
+
+
 #: from-version -> migration to the next version. Each runs in the transaction that records it.
-MIGRATIONS: dict[int, Callable[[duckdb.DuckDBPyConnection], None]] = {0: _migrate_v0_to_v1}
+MIGRATIONS: dict[int, Callable[[duckdb.DuckDBPyConnection], None]] = {
+    0: _migrate_v0_to_v1,
+    1: _migrate_v1_to_v2,
+}
 
 
 def _where(

@@ -18,7 +18,7 @@ import pyarrow as pa  # type: ignore[import-untyped]
 import pyarrow.compute as pc  # type: ignore[import-untyped]
 
 #: Version of the column layout below; stored in each database's `schema_version` table.
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 #: Endpoint kinds, as in Calico flow logs (wep/hep/ns/net) but spelled out.
 ENDPOINT_TYPES = ("workload", "host", "networkset", "external")
@@ -63,6 +63,13 @@ FLOW_SCHEMA = pa.schema(
         pa.field("num_flows", pa.int64(), nullable=False),
         pa.field("num_flows_started", pa.int64(), nullable=False),
         pa.field("num_flows_completed", pa.int64(), nullable=False),
+        # DNS, for records of a DNS exchange (Hubble's `l7.dns`, Calico's DNS logs): the name
+        # asked (lower case, no trailing dot), its type, the answer's rcode, and the answers'
+        # values (addresses and CNAME targets). Null / empty for other records.
+        pa.field("dns_qname", pa.string()),
+        pa.field("dns_qtype", pa.string()),
+        pa.field("dns_rcode", pa.string()),
+        pa.field("dns_answers", _LABELS),
     ]
 )
 
@@ -86,6 +93,7 @@ LIST_COLUMNS: tuple[str, ...] = (
     "dest_labels",
     "policies_enforced",
     "policies_pending",
+    "dns_answers",
 )
 
 
@@ -99,7 +107,7 @@ def conform(table: Any) -> Any:
 
     >>> conform(pa.table({"start_time": [0], "end_time": [0]}).cast(
     ...     pa.schema([("start_time", _TIME), ("end_time", _TIME)]))).num_columns
-    31
+    35
     """
     extra = [name for name in table.column_names if name not in FLOW_COLUMNS]
     if extra:

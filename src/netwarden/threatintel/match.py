@@ -15,7 +15,7 @@ Python objects.
 from __future__ import annotations
 
 import socket
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -148,3 +148,101 @@ def dns_hits(
         if feeds:
             hits.append(ThreatHit(row, "dns", name, feeds))
     return hits
+
+
+# ------------------------------------------------------------------------------ DNS names
+
+
+def normalize_names(texts: Sequence[str | None] | Any) -> Any:
+    """DNS names as domain feeds keep them: lower case, without the trailing dot (an Arrow
+    string array; nulls stay null).
+
+        >>> normalize_names(["Evil.Example.", None]).to_pylist()
+        ['evil.example', None]
+    """
+    return pc.utf8_rtrim(pc.utf8_lower(_string_array(texts)), characters=".")
+
+
+class DomainSets:
+    """The names every domain feed lists, for whole columns of DNS names at once.
+
+    A name matches exactly, after lower-casing and dropping a trailing dot: Calico Enterprise
+    looks a DomainNameSet up in its DNS logs with exact terms on `qname`, `rrsets.name` and
+    `rrsets.rdata`, so a subdomain of a listed name is not listed (unless a CNAME leads to
+    the listed name, which then appears among the answers).
+
+        >>> sets = DomainSets({"bad": ["evil.example"], "worse": ["Evil.Example."]})
+        >>> sets.feeds_of("evil.example"), sets.feeds_of("www.evil.example")
+        (('bad', 'worse'), ())
+    """
+
+    def __init__(self, domain_sets: Mapping[str, Iterable[str]]) -> None:
+        feeds: dict[str, list[str]] = {}
+        for feed in sorted(domain_sets):  # so each name's feeds come in name order
+            names = normalize_names(list(domain_sets[feed])).drop_null()
+            for name in pc.unique(names).to_pylist():
+                if name:
+                    feeds.setdefault(name, []).append(feed)
+        self._feeds = feeds
+        self.names = pa.array(list(feeds), pa.string())
+
+    def __len__(self) -> int:
+        return len(self._feeds)
+
+    def feeds_of(self, name: str) -> tuple[str, ...]:
+        """The feeds that list a normalized name (empty: none)."""
+        return tuple(self._feeds.get(name, ()))
+
+
+@dataclass(frozen=True)
+class NameHits:
+    """Per DNS record of a batch, each listed name among its query and answers (one pair per
+    record and name): `rows` index the batch, `names` are normalized (Arrow strings)."""
+
+    rows: npt.NDArray[np.int64]
+    names: Any
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+
+def dns_name_hits(domains: DomainSets, qnames: Any, answers: Any) -> NameHits:
+    """The listed names of each record, from its `dns_qname` (Arrow strings) and its
+    `dns_answers` (Arrow lists of strings): every distinct text is normalized and looked up
+    once, then mapped back to its records by Arrow's hash lookup (`index_in`), so no Python
+    object is made per record.
+
+        >>> sets = DomainSets({"bad": ["evil.example"]})
+        >>> hits = dns_name_hits(sets, pa.array(["a.shop.example", "evil.example", "x.example"]),
+        ...     pa.array([["Evil.Example.", "192.0.2.1"], ["192.0.2.1"], []]))
+        >>> hits.rows.tolist(), hits.names.to_pylist()
+        ([0, 1], ['evil.example', 'evil.example'])
+    """
+    qnames = _string_array(qnames)
+    answers = answers.combine_chunks() if isinstance(answers, pa.ChunkedArray) else answers
+    empty = NameHits(np.zeros(0, np.int64), pa.array([], pa.string()))
+    if len(domains) == 0 or len(qnames) == 0:
+        return empty
+    values = pa.concat_arrays([qnames, pc.list_flatten(answers).cast(pa.string())])
+    rows = np.concatenate(
+        [
+            np.arange(len(qnames), dtype=np.int64),
+            np.asarray(pc.list_parent_indices(answers).to_numpy(), dtype=np.int64),
+        ]
+    )
+    distinct = pc.unique(values).drop_null()
+    normalized = normalize_names(distinct)
+    listed = pc.fill_null(pc.is_in(normalized, value_set=domains.names), False)
+    if not pc.any(listed).as_py():
+        return empty
+    position = pc.index_in(values, value_set=distinct.filter(listed))
+    found = np.flatnonzero(position.is_valid().to_numpy(zero_copy_only=False))
+    names = pc.take(normalized.filter(listed), pc.take(position, pa.array(found)))
+    # A record may hold one name twice (asked, and again as an answer): one pair each.
+    pairs = pa.table({"row": pa.array(rows[found]), "name": names})
+    pairs = pairs.group_by(["row", "name"], use_threads=False).aggregate([])
+    pairs = pairs.sort_by([("row", "ascending"), ("name", "ascending")])
+    return NameHits(
+        np.asarray(pairs.column("row").to_numpy(), dtype=np.int64),
+        pairs.column("name").combine_chunks(),
+    )

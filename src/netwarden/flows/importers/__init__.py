@@ -44,6 +44,12 @@ def _calico(path: str, **options: Any) -> ImportResult:
     return calico.read(path)
 
 
+def _calico_dns(path: str, **options: Any) -> ImportResult:
+    from netwarden.flows.importers import calico_dns
+
+    return calico_dns.read(path)
+
+
 def _vpc(path: str, **options: Any) -> ImportResult:
     from netwarden.flows.importers import vpc
 
@@ -53,6 +59,9 @@ def _vpc(path: str, **options: Any) -> ImportResult:
 IMPORTERS: dict[str, Importer] = {
     "hubble": Importer("hubble", _hubble, "`hubble observe -o json` lines"),
     "calico": Importer("calico", _calico, "Calico flow logs, JSON lines"),
+    "calico-dns": Importer(
+        "calico-dns", _calico_dns, "Calico Enterprise DNS logs, JSON lines (DNS columns)"
+    ),
     "vpc": Importer(
         "vpc",
         _vpc,
