@@ -9,11 +9,13 @@ A direction is decided at one end (egress at the source, ingress at the destinat
 - peer classes: same membership in every rule's peers, same family, same named ports.
 
 Rules, tiers, failsafe ports and profiles are compiled by the vectorized engine's own
-`Compiler`, so the vectors are the engine's. Each subject class then walks its program
-(`vector_program.run`'s semantics) over a boolean matrix [peer rows x port atoms], where peer
-rows are the peer classes its own rules can tell apart. Classes whose policies the vectors do
-not express (`vector_support`) are decided by `PolicyEngine.decide_direction` per peer class
-and atom, their endpoints each a class of their own, so the result stays exact.
+`Compiler` into programs (`programs`), so the vectors are the engine's. Each subject class
+then walks its program (`vector_program.run`'s semantics) over a boolean matrix [peer rows x
+port atoms] (`cells`), where peer rows are the peer classes its own rules can tell apart.
+Classes whose policies the vectors do not express (`vector_support`) are decided by
+`PolicyEngine.decide_direction` per peer class and atom, their endpoints each a class of
+their own, so the result stays exact. Lint walks the same classes (`DirectionClasses`),
+programs and cells (`lint_classes`).
 
 Allowed atoms are kept packed, 64 per uint64 word: `DirectionTable.words(subject, peer)`.
 """
@@ -22,12 +24,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
 
 from netwarden.analysis.atoms import PortAtoms
+from netwarden.analysis.cells import CellMatcher, PeerRows
 from netwarden.analysis.partition import (
     Words,
     first_members,
@@ -36,31 +40,30 @@ from netwarden.analysis.partition import (
     small_classes,
     unpack,
 )
+from netwarden.analysis.programs import Block, ProgramBuilder
 from netwarden.engine.decide import PolicyEngine
 from netwarden.engine.endpoint_vectors import EndpointVectors, Ints, Mask
 from netwarden.engine.matching import selects
 from netwarden.engine.vector_compile import Compiler
 from netwarden.engine.vector_compile import PortAtoms as EnginePortAtoms
 from netwarden.engine.vector_entity import EntityVectors
-from netwarden.engine.vector_program import CompiledRule, TierBlock
+from netwarden.engine.vector_program import CompiledRule
 from netwarden.engine.vector_support import (
     endpoint_selector_supported,
     policy_supported,
     profile_supported,
 )
 from netwarden.model import (
-    Action,
     ClusterState,
     Direction,
     Endpoint,
     EndpointKind,
     Flow,
     Policy,
-    PortMatch,
-    Tier,
 )
 
 __all__ = [
+    "DirectionClasses",
     "DirectionTable",
     "TableBuilder",
     "Words",
@@ -94,12 +97,30 @@ class DirectionTable:
         return found
 
 
+@dataclass(frozen=True)
+class DirectionClasses:
+    """The classes of one direction. `by_selection` numbers each endpoint by the policies
+    that select it, `chosen` lists them per such number (positions in `TableBuilder.ordered`);
+    `reference` marks the subjects the reference engine decides; `rules` are every rule the
+    vectors run in this direction."""
+
+    direction: Direction
+    by_selection: Ints
+    chosen: tuple[tuple[int, ...], ...]
+    reference: Mask
+    rules: tuple[CompiledRule, ...]
+    subject_class: Ints
+    peer_class: Ints
+    subject_reps: Ints
+    peer_reps: Ints
+
+
 class _Plan(NamedTuple):
     """A program with what running it needs: its peer rows (`local` per peer class, `rows`
     one peer each), the `local` entities, family and named-port tables of the subject it
     reads, and its atom classes when they do not depend on the subject."""
 
-    program: tuple[TierBlock, ...]
+    program: tuple[Block, ...]
     local: Ints
     rows: Ints
     locals_: tuple[Mask, ...]
@@ -133,10 +154,10 @@ class TableBuilder:
         self.compiler = Compiler(
             self.vectors, EntityVectors(self.vectors), engine_atoms, index, profile_index
         )
+        self.programs = ProgramBuilder(self.compiler, ordered)
+        self.cells = CellMatcher(self.vectors, atoms, self.compiler)
         self._index_governing()
         self._index_named_ports()
-        self._numbers: list[Mask] | None = None
-        self._rules_of: dict[tuple[int, Direction], list[CompiledRule]] = {}
 
     def _index_governing(self) -> None:
         """Per endpoint, the endpoint policy applies to when it is the subject, and the
@@ -162,18 +183,32 @@ class TableBuilder:
         else:
             self.named = np.zeros(self.vectors.size, dtype=np.int64)
 
-    def table(self, direction: Direction) -> DirectionTable:
+    @cached_property
+    def selected(self) -> list[Mask]:
+        """Per policy of `ordered`, the endpoints it selects (both directions read them)."""
+        return [self._selected(policy) for _, policy in self.ordered]
+
+    def profiles_of(self, endpoint: int) -> tuple[str, ...] | None:
+        """A host endpoint's profiles (maybe none); None for anything else."""
+        group = int(self.profile_group[endpoint])
+        return self.profile_sets[group - 1] if group else None
+
+    def classes(self, direction: Direction, selected: Sequence[Mask]) -> DirectionClasses:
+        """The subject and peer classes of `direction`. `selected`: per policy of `ordered`,
+        the endpoints it selects (`self.selected`)."""
         vectors = self.vectors
-        columns = [(t, p) for t, p in self.ordered if p.rules(direction) is not None]
-        selected = [self._selected(p) for _, p in columns]
-        supported = np.array([policy_supported(p, direction) for _, p in columns], np.bool_)
+        columns = [i for i, (_, p) in enumerate(self.ordered) if p.rules(direction) is not None]
+        masks = [selected[i] for i in columns]
+        supported = np.array(
+            [policy_supported(self.ordered[i][1], direction) for i in columns], np.bool_
+        )
         profiles_ok = {p.name: profile_supported(p, direction) for p in self.cluster.profiles}
         # Classes by selecting policies, over the governing endpoints.
-        by_selection = refine(np.zeros(vectors.size, np.int64), selected)
+        by_selection = refine(np.zeros(vectors.size, np.int64), masks)
         selection_reps = first_members(by_selection)
         chosen_matrix = (
-            np.stack([m[selection_reps] for m in selected], axis=1)
-            if selected
+            np.stack([m[selection_reps] for m in masks], axis=1)
+            if masks
             else np.zeros((selection_reps.shape[0], 0), np.bool_)
         )
         chosen = [np.flatnonzero(row) for row in chosen_matrix]
@@ -183,20 +218,20 @@ class TableBuilder:
             + [not all(profiles_ok.get(n, True) for n in names) for names in self.profile_sets],
             dtype=np.bool_,
         )
-        rules = self._compiled(direction, columns, supported)
+        rules = self.programs.rules(direction, columns, supported.tolist(), self.profile_sets)
         gov = self.governing
-        reference_endpoint = by_reference[by_selection[gov]] | bad_profiles[self.profile_group[gov]]
+        reference = by_reference[by_selection[gov]] | bad_profiles[self.profile_group[gov]]
         subject_keys: list[Mask | Ints] = [
             by_selection[gov],
             self.profile_group[gov],
             vectors.is_subject[gov],
             vectors.version.astype(np.int64),
             self.named,
-            np.where(reference_endpoint, np.arange(vectors.size), -1),
+            np.where(reference, np.arange(vectors.size), -1),
         ]
         subject_keys += [r.local for r in rules if r.local is not None]
         subject_class = refine(np.zeros(vectors.size, np.int64), subject_keys)
-        if reference_endpoint.any():
+        if reference.any():
             peer_class = np.arange(vectors.size, dtype=np.int64)
         else:
             peer_keys: list[Mask | Ints] = [vectors.version.astype(np.int64), self.named]
@@ -205,10 +240,24 @@ class TableBuilder:
                     peer_keys.append(rule.peers)
                 peer_keys += [term.endpoints for term in rule.peer_terms]
             peer_class = refine(np.zeros(vectors.size, np.int64), peer_keys)
-        subject_reps, peer_reps = first_members(subject_class), first_members(peer_class)
-        self._local_cache: dict[tuple[int, ...], tuple[Ints, Ints]] = {}
-        self._gathered: dict[int, Mask] = {}
-        self._kept: list[Mask] = []
+        return DirectionClasses(
+            direction,
+            by_selection,
+            tuple(tuple(columns[j] for j in c.tolist()) for c in chosen),
+            reference,
+            tuple(rules),
+            subject_class,
+            peer_class,
+            first_members(subject_class),
+            first_members(peer_class),
+        )
+
+    def table(self, direction: Direction) -> DirectionTable:
+        vectors = self.vectors
+        classes = self.classes(direction, self.selected)
+        gov, reference = self.governing, classes.reference
+        subject_reps, peer_reps = classes.subject_reps, classes.peer_reps
+        peer_rows = PeerRows(peer_reps, vectors, self.named)
         egress = direction is Direction.EGRESS
         plans: dict[tuple[int, int], _Plan] = {}
         # Subject classes differ in things their own program may not look at (named ports
@@ -221,19 +270,22 @@ class TableBuilder:
         for c, subject in enumerate(subject_reps.tolist()):
             governing = int(gov[subject])
             plan: _Plan | None = None
-            if reference_endpoint[subject]:
+            if reference[subject]:
                 key: tuple[object, ...] = ("reference", subject)
                 local = np.arange(peer_reps.shape[0], dtype=np.int64)
             elif not vectors.is_subject[governing]:
                 key = ("not a subject",)
                 local = np.zeros(peer_reps.shape[0], dtype=np.int64)
             else:
-                program_key = (int(by_selection[governing]), int(self.profile_group[governing]))
+                program_key = (
+                    int(classes.by_selection[governing]),
+                    int(self.profile_group[governing]),
+                )
                 plan = plans.get(program_key)
                 if plan is None:
-                    picked = [columns[j] for j in chosen[program_key[0]].tolist()]
-                    program = self._program(direction, picked, self._profiles_of(governing))
-                    plan = self._plan(program, peer_reps, egress)
+                    chosen = classes.chosen[program_key[0]]
+                    program = self.programs.program(direction, chosen, self.profiles_of(governing))
+                    plan = self._plan(program, peer_rows, egress)
                     plans[program_key] = plan
                 key = (*program_key, *plan.key(subject, vectors.version))
                 local = plan.local
@@ -253,8 +305,8 @@ class TableBuilder:
             local_rows[c] = local
         return DirectionTable(
             direction,
-            subject_class,
-            peer_class,
+            classes.subject_class,
+            classes.peer_class,
             subject_reps,
             peer_reps,
             local_rows,
@@ -262,240 +314,32 @@ class TableBuilder:
             np.concatenate(blocks) if blocks else np.zeros((0, 1), np.uint64),
         )
 
-    def _plan(self, program: tuple[TierBlock, ...], peer_reps: Ints, egress: bool) -> _Plan:
+    def _plan(self, program: tuple[Block, ...], peer_rows: PeerRows, egress: bool) -> _Plan:
         """What running `program` needs, and what of the subject it looks at."""
-        local, rows = self._local_rows(program, peer_reps)
-        rules = [rule for block in program for rule in block.rules]
+        local, rows = peer_rows.of(program)
+        rules = [step.rule for block in program for step in block.steps]
         locals_ = tuple({id(r.local): r.local for r in rules if r.local is not None}.values())
         family = any(r.family is not None for r in rules)
         # At ingress the subject is the destination, whose named ports count.
         names = set() if egress else {m.name for r in rules for m in (*r.named, *r.not_named)}
         named = [t for (name, _), t in self.vectors.named_ports.items() if name in names]
-        atom_classes = None if names else self._atom_classes(program, -1, egress)
+        atom_classes = None if names else self.cells.atom_classes(program, -1, egress)
         return _Plan(program, local, rows, locals_, family, tuple(named), atom_classes)
 
     def _allowed(self, plan: _Plan, subject: int, egress: bool) -> Mask:
         """[peer rows x atoms]: what `plan`'s program allows for `subject`."""
         local_atoms = plan.atom_classes
         if local_atoms is None:
-            local_atoms = self._atom_classes(plan.program, subject, egress)
+            local_atoms = self.cells.atom_classes(plan.program, subject, egress)
         reps = first_members(local_atoms)
-        found: Mask = self._run(plan.program, subject, plan.rows, reps, egress)[:, local_atoms]
-        return found
-
-    def _profiles_of(self, endpoint: int) -> tuple[str, ...] | None:
-        """A host endpoint's profiles (maybe none); None for anything else."""
-        group = int(self.profile_group[endpoint])
-        return self.profile_sets[group - 1] if group else None
+        found: Mask = self.cells.run(plan.program, subject, plan.rows, reps, egress)
+        return found[:, local_atoms]
 
     def _selected(self, policy: Policy) -> Mask:
         if endpoint_selector_supported(policy.subject):
             return self.vectors.selects(policy.subject)
         chosen = (selects(policy.subject, e, self.cluster) for e in self.endpoints)
         return np.fromiter(chosen, np.bool_, self.vectors.size)
-
-    def _compiled(
-        self, direction: Direction, columns: list[tuple[Tier, Policy]], supported: Mask
-    ) -> list[CompiledRule]:
-        """Every rule the vectors run in this direction (policies' and profiles')."""
-        found = []
-        for (_, policy), ok in zip(columns, supported.tolist(), strict=True):
-            if ok:
-                for k, rule in enumerate(policy.rules(direction) or ()):
-                    if rule.action is not Action.LOG:
-                        found.append(self.compiler.rule(policy, direction, k, rule))
-        by_name = self.cluster.profiles_by_name
-        for names in self.profile_sets:
-            if all(profile_supported(by_name[n], direction) for n in names if n in by_name):
-                found += self.compiler.profiles(names, direction).rules
-        return found
-
-    def _program(
-        self,
-        direction: Direction,
-        chosen: list[tuple[Tier, Policy]],
-        profiles: tuple[str, ...] | None,
-    ) -> tuple[TierBlock, ...]:
-        """As `VectorEngine._program`: a host endpoint's failsafe ports and profiles around
-        its tiers; per tier, its selecting policies' rules in order."""
-        compiler = self.compiler
-        blocks: list[TierBlock] = []
-        if profiles is not None:
-            blocks.append(compiler.failsafe(direction))
-        i = 0
-        while i < len(chosen):
-            tier = chosen[i][0]
-            first = compiler.policy_index[id(chosen[i][1])]
-            rules: list[CompiledRule] = []
-            while i < len(chosen) and chosen[i][0] is tier:
-                rules += self._policy_rules(chosen[i][1], direction)
-                i += 1
-            blocks.append(compiler.tier(tier.default_action, first, rules))
-        if profiles is not None:
-            blocks.append(compiler.profiles(profiles, direction))
-        return tuple(blocks)
-
-    def _policy_rules(self, policy: Policy, direction: Direction) -> list[CompiledRule]:
-        """A policy's compiled rules that decide (Log rules do not), once per policy: the
-        policy is in thousands of programs."""
-        key = (id(policy), direction)
-        found = self._rules_of.get(key)
-        if found is None:
-            found = [
-                self.compiler.rule(policy, direction, k, rule)
-                for k, rule in enumerate(policy.rules(direction) or ())
-                if rule.action is not Action.LOG
-            ]
-            self._rules_of[key] = found
-        return found
-
-    def _local_rows(self, program: tuple[TierBlock, ...], peer_reps: Ints) -> tuple[Ints, Ints]:
-        """The peer classes this program's rules tell apart: per peer class its row, and one
-        peer endpoint per row. Programs repeat (classes differ in named ports, not rules), so
-        each is worked out once per table."""
-        rules = [rule for block in program for rule in block.rules]
-        key = tuple(id(rule) for rule in rules)
-        found = self._local_cache.get(key)
-        if found is None:
-            columns: list[Mask | Ints] = []
-            aux = False
-            for rule in rules:
-                if rule.peers is not None:
-                    columns.append(self._at_reps(rule.peers, peer_reps))
-                columns += [self._at_reps(t.endpoints, peer_reps) for t in rule.peer_terms]
-                aux = aux or rule.family is not None or bool(rule.named or rule.not_named)
-            if aux:
-                columns += [self.vectors.version[peer_reps].astype(np.int64), self.named[peer_reps]]
-            local = small_classes(columns, peer_reps.shape[0])
-            found = (local, peer_reps[first_members(local)])
-            self._local_cache[key] = found
-        return found
-
-    def _at_reps(self, mask: Mask, peer_reps: Ints) -> Mask:
-        found = self._gathered.get(id(mask))
-        if found is None:
-            found = mask[peer_reps]
-            self._gathered[id(mask)] = found
-            self._kept.append(mask)  # ids stay valid while the table is built
-        return found
-
-    def _atom_classes(self, program: tuple[TierBlock, ...], subject: int, egress: bool) -> Ints:
-        """The atoms this program tells apart for this subject (its rules' port conditions,
-        and named ports: the subject's own at ingress, every declared number at egress)."""
-        columns: list[Mask | Ints] = []
-        named: list[PortMatch] = []
-        for block in program:
-            for rule in block.rules:
-                columns += [m for m in (rule.atoms, rule.ports, rule.not_ports) if m is not None]
-                columns += [term.atoms for term in rule.peer_terms]
-                named += [*rule.named, *rule.not_named]
-        if named and egress:
-            columns += self._named_numbers()
-        elif named:
-            own = np.array([subject], dtype=np.int64)
-            every = np.arange(len(self.atoms))
-            columns += [self._named((match,), own, every)[0] for match in named]
-        return small_classes(columns, len(self.atoms))
-
-    def _named_numbers(self) -> list[Mask]:
-        """Per declared (protocol, port number), the atom that is it."""
-        if self._numbers is None:
-            atoms, found = self.atoms, []
-            for (_, protocol), table in self.vectors.named_ports.items():
-                for number in np.unique(table).tolist():
-                    found.append((atoms.protocol == protocol) & (atoms.start == number))
-            self._numbers = found
-        return self._numbers
-
-    def _run(
-        self, program: tuple[TierBlock, ...], subject: int, peers: Ints, atoms: Ints, egress: bool
-    ) -> Mask:
-        """The program over [peer rows x `atoms`]: True where the direction allows."""
-        outcomes = self.compiler.outcomes
-        shape = (peers.shape[0], atoms.shape[0])
-        allowed = np.zeros(shape, dtype=np.bool_)
-        undecided = np.ones(shape, dtype=np.bool_)
-        for block in program:
-            live = undecided
-            passed = np.zeros(shape, dtype=np.bool_)
-            for rule in block.rules:
-                matched = self._matches(rule, subject, peers, atoms, egress)
-                hit = live if matched is None else live & matched
-                live = live & ~hit
-                if rule.outcome < 0:
-                    passed |= hit
-                elif outcomes[rule.outcome].allowed:
-                    allowed |= hit
-                if not live.any():
-                    break
-            if block.default < 0:
-                passed |= live
-            elif outcomes[block.default].allowed:
-                allowed |= live
-            undecided = passed
-            if not undecided.any():
-                break
-        found: Mask = allowed | undecided  # nothing decided: the pod's profile allows
-        return found
-
-    def _matches(
-        self, rule: CompiledRule, subject: int, peers: Ints, atoms: Ints, egress: bool
-    ) -> Mask | None:
-        """`vector_program._rule_matches` for one subject over peer rows x atoms (broadcast
-        shapes: [rows or 1, atoms or 1])."""
-        vectors = self.vectors
-        found: Mask | None = None
-
-        def both(mask: Mask) -> None:
-            nonlocal found
-            found = mask if found is None else found & mask
-
-        if rule.local is not None and not rule.local[subject]:
-            return np.zeros((1, 1), dtype=np.bool_)
-        if rule.atoms is not None:
-            both(rule.atoms[atoms][None, :])
-        if rule.family is not None:
-            # The flow's family: the source's address, else the destination's.
-            own, theirs = int(vectors.version[subject]), vectors.version[peers].astype(np.int64)
-            if egress:
-                family = np.full(peers.shape[0], own) if own else theirs
-            else:
-                family = np.where(theirs != 0, theirs, own)
-            both((family == rule.family)[:, None])
-        if rule.peers is not None or rule.peer_terms:
-            at_peer = (
-                rule.peers[peers][:, None]
-                if rule.peers is not None
-                else np.zeros((peers.shape[0], 1), dtype=np.bool_)
-            )
-            for term in rule.peer_terms:
-                at_peer = at_peer | (term.endpoints[peers][:, None] & term.atoms[atoms][None, :])
-            both(at_peer)
-        destination = peers if egress else np.array([subject], dtype=np.int64)
-        if rule.named:
-            assert rule.ports is not None
-            both(rule.ports[atoms][None, :] | self._named(rule.named, destination, atoms))
-        if rule.not_named:
-            assert rule.not_ports is not None
-            not_ports = rule.not_ports[atoms][None, :]
-            both(~(not_ports | self._named(rule.not_named, destination, atoms)))
-        return found
-
-    def _named(self, matches: tuple[PortMatch, ...], destinations: Ints, chosen: Ints) -> Mask:
-        """[destinations x atoms]: the destination declares one of the named `matches` for
-        the atom's protocol at the atom's port (`matching.port_matches`)."""
-        vectors = self.vectors
-        protocols, ports = self.atoms.protocol[chosen], self.atoms.start[chosen]
-        found = np.zeros((destinations.shape[0], chosen.shape[0]), dtype=np.bool_)
-        for match in matches:
-            assert match.name is not None
-            for protocol in vectors.named_protocols.get(match.name, ()):
-                if match.protocol is not None and match.protocol != protocol:
-                    continue
-                table = vectors.named_ports[(match.name, protocol)]
-                at = table[destinations][:, None] == ports[None, :]
-                found |= at & (protocols == protocol)[None, :]
-        return found
 
     def _by_reference(self, direction: Direction, subject: int, peers: Ints) -> Mask:
         """The reference engine for one subject and each peer, on every atom."""
