@@ -2,21 +2,25 @@
 
     .venv/bin/python benchmarks/bench_replay.py                  # 10M flows, 5,000 pods
     .venv/bin/python benchmarks/bench_replay.py --quick          # 200k flows, 300 pods
+    .venv/bin/python benchmarks/bench_replay.py --backend chdb   # the ClickHouse store
 
 The cluster is `generate.py`'s (5,000 pods, 1,000 policies). Flow records are what a week of
 flow logs holds: `--conversations` distinct (source, destination, port, protocol) between
 pods and outside addresses (`generate_probes`), repeated with a skewed popularity over
 `--flows` records, each with its own source port and time, a `src` and a `dst` reporter, and
 the action the cluster *without its last 5% of policies* decided: replaying against the full
-set is a proposal that adds those policies. The table has the flow schema's columns as
-`FlowStore.scan` returns them (plain strings, not dictionary-encoded).
+set is a proposal that adds those policies. The records are appended to a flow store (a
+DuckDB file in a temporary directory, or chDB with `--backend chdb`; not timed).
 
-Timed, as the median of `--runs`: `preview(cluster, table)`, everything from the Arrow table
-to the grouped report (identity resolution, grouping, the vectorized engine, counting). The
-named peer, measured in the same run, is the reference engine (`PolicyEngine.decide`) on a
-sample of the records, one flow at a time (after resolving each record's endpoints, not
-timed); its rate is extrapolated to the whole table. The sample's verdict changes are also
-checked against the replay's, so a fast wrong answer shows.
+Timed, as the median of `--runs`: `preview_store(cluster, store)`, what `netwarden preview
+--flows STORE` runs: everything from the stored records to the grouped report (the store's
+fold of the records, identity resolution, the vectorized engine, counting). Also timed once:
+`preview(cluster, table)` from the same records as an Arrow table in memory (Arrow folds
+them), whose report must be identical. The named peer, measured in the same run, is the
+reference engine (`PolicyEngine.decide`) on a sample of the records, one flow at a time
+(after resolving each record's endpoints, not timed); its rate is extrapolated to the whole
+table. The sample's verdict changes are also checked against the replay's, so a fast wrong
+answer shows.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
+import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -35,10 +40,11 @@ import numpy as np
 import pyarrow as pa
 
 from generate import generate_cluster, generate_probes
-from netwarden.analysis.preview import PreviewReport, preview, workload_name
+from netwarden.analysis.preview import PreviewReport, preview, preview_store, workload_name
 from netwarden.dialects import load_text
 from netwarden.engine import PolicyEngine, VectorEngine
 from netwarden.engine.batch import resolve_probes
+from netwarden.flows.store import FlowStore, open_store
 from netwarden.model import ClusterState, EndpointKind, Flow, protocol_name
 
 T = TypeVar("T")
@@ -114,6 +120,7 @@ def flow_table(conversation: dict[str, Any], flows: int, seed: int) -> Any:
     start = int(datetime(2026, 11, 20, tzinfo=UTC).timestamp() * 1e6)
     times = np.sort(rng.integers(start, start + 7 * 86_400_000_000, flows))
     columns["start_time"] = pa.array(times, pa.timestamp("us", tz="UTC"))
+    columns["end_time"] = pa.array(times + 300_000_000, pa.timestamp("us", tz="UTC"))
     columns["num_flows"] = pa.array(rng.integers(1, 5, flows))
     columns["bytes_in"] = pa.array(rng.integers(0, 100_000, flows))
     columns["bytes_out"] = pa.array(rng.integers(0, 100_000, flows))
@@ -159,6 +166,7 @@ def main() -> None:
     parser.add_argument("--sample", type=int, default=20_000, help="records for the peer")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--backend", choices=("duckdb", "chdb"), default="duckdb")
     parser.add_argument("--quick", action="store_true", help="300 pods, 60 policies, 200k flows")
     args = parser.parse_args()
     if args.quick:
@@ -169,7 +177,26 @@ def main() -> None:
     made = time.perf_counter()
     table = flow_table(conversations(cluster, args.conversations, args.seed), args.flows, args.seed)
     made = time.perf_counter() - made
-    replay_s, replay_cpu, report = timed(args.runs, lambda: preview(cluster, table))
+    with tempfile.TemporaryDirectory(prefix="netwarden-bench-replay-") as directory:
+        store = open_store(
+            f"duckdb:{directory}/flows.duckdb" if args.backend == "duckdb" else f"chdb:{directory}"
+        )
+        try:
+            run(args, cluster, table, store, made)
+        finally:
+            store.close()
+
+
+def run(
+    args: argparse.Namespace, cluster: ClusterState, table: Any, store: FlowStore, made: float
+) -> None:
+    stored = time.perf_counter()
+    store.append(table)
+    stored = time.perf_counter() - stored
+    load_before = os.getloadavg()[0]
+    replay_s, replay_cpu, report = timed(args.runs, lambda: preview_store(cluster, store))
+    load = max(load_before, os.getloadavg()[0])
+    table_s, table_cpu, in_memory = timed(1, lambda: preview(cluster, table))
     peer_s, peer_changed = reference(cluster, table, min(args.sample, table.num_rows))
     sample = min(args.sample, table.num_rows)
     rate, peer_rate = table.num_rows / replay_s, sample / peer_s
@@ -177,24 +204,32 @@ def main() -> None:
     print(
         f"cluster   {len(cluster.endpoints)} endpoints, {len(cluster.policies)} policies; "
         f"{table.num_rows:,} flow records over {args.conversations:,} conversations "
-        f"(made in {made:.1f} s)"
+        f"(made in {made:.1f} s, stored in {args.backend} in {stored:.1f} s)"
     )
     print(
-        f"replay    {replay_s:8.3f} s  {rate:14,.0f} flows/s  "
+        f"replay    {replay_s:8.3f} s  {rate:14,.0f} flows/s  store -> report "
         f"({report.changed_records:,} change verdict in {len(report.changes):,} rows; "
         f"{report.replayed:,} replayed)"
+    )
+    print(
+        f"cpu       {replay_cpu:8.3f} s  {table.num_rows / replay_cpu:14,.0f} flows per CPU-second "
+        f"(load average {load:.1f} on {os.cpu_count()} cores)"
+    )
+    print(
+        f"table     {table_s:8.3f} s  {table.num_rows / table_s:14,.0f} flows/s  "
+        f"Arrow table in memory -> report, once ({table_cpu:.3f} s CPU)"
     )
     print(
         f"peer      {peer_s:8.3f} s  {peer_rate:14,.0f} flows/s  "
         f"PolicyEngine.decide on {sample:,} records (extrapolated: "
         f"{table.num_rows / peer_rate:,.0f} s for all)"
     )
-    print(
-        f"cpu       {replay_cpu:8.3f} s  {table.num_rows / replay_cpu:14,.0f} flows per CPU-second "
-        f"(load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)"
-    )
     print(f"ratio     {rate / peer_rate:8.1f} x  replay / reference engine")
+    identical = "yes" if in_memory == report else "NO"
+    print(f"identical {identical}: the store's and the in-memory table's reports")
     print(f"agreement {agree}")
+    if in_memory != report:
+        raise SystemExit("the replay from the store and from the table differ")
     if not agree.startswith("all"):
         raise SystemExit("the replay and the reference engine disagree on the sample")
 

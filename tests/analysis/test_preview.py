@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import random
 from collections import Counter
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -14,15 +15,23 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from netwarden.analysis.preview import Baseline, _decide, preview, workload_name
+from netwarden.analysis.preview import (
+    PREVIEW_COLUMNS,
+    Baseline,
+    _decide,
+    preview,
+    preview_store,
+    workload_name,
+)
 from netwarden.cli.main import app
 from netwarden.dialects import load_paths
 from netwarden.dialects.probes import read_probes
 from netwarden.engine import PolicyEngine, VectorEngine
 from netwarden.engine.flow_batch import group_flows
 from netwarden.engine.verdict import Verdict
+from netwarden.flows.filter import FlowFilter
 from netwarden.flows.schema import from_records
-from netwarden.flows.store import open_store
+from netwarden.flows.store import FlowStore, open_store
 from netwarden.model import ClusterState, Endpoint, EndpointKind, Flow, protocol_name
 
 REPO = Path(__file__).resolve().parents[2]
@@ -436,3 +445,69 @@ def test_each_conversation_is_decided_once_with_the_verdicts_of_a_full_evaluatio
         assert labels == [
             whole.deciding(g, egress=e) for g in range(len(groups.batch)) for e in (True, False)
         ]
+
+
+@pytest.fixture(params=["duckdb", "chdb"])
+def flow_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[FlowStore]:
+    url = f"duckdb:{tmp_path / 'flows.duckdb'}" if request.param == "duckdb" else f"chdb:{tmp_path}"
+    opened = open_store(url)
+    try:
+        yield opened
+    finally:
+        opened.close()
+
+
+def odd_records(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One record of each kind a replay skips or resolves another way."""
+    template = next(r for r in records if r["source_name"] == "frontend-0")
+    return [
+        {**template, "source_name": "-", "source_ip": None, "source_name_aggr": "frontend-*"},
+        {**template, "source_name": "ghost-0", "source_ip": "10.244.9.9"},
+        {**template, "proto": "carrier-pigeon"},
+        {**template, "action": None},
+        {**template, "dest_port": 70000},
+        {**template, "reporter": None},
+    ]
+
+
+def test_preview_of_a_store_is_the_preview_of_its_time_ordered_scan(
+    flow_store: FlowStore, shop: ClusterState, proposed: tuple[Path, ClusterState]
+) -> None:
+    """The store folds the records itself; the report (changes, counts, and the rows of the
+    first skipped records) is the one the records scanned in time order give."""
+    records = flow_records(shop, shop_flows(shop), seed=3, repeat=2)
+    records += odd_records(records) * 2
+    random.Random(4).shuffle(records)
+    for i, record in enumerate(records):  # one start each: the time order is one row order
+        record["start_time"] = T0 + timedelta(seconds=i)
+    random.Random(5).shuffle(records)
+    flow_store.append(from_records(records))
+    cluster = proposed[1]
+    scanned = flow_store.scan(columns=PREVIEW_COLUMNS)
+    for baseline in Baseline:
+        from_store = preview_store(cluster, flow_store, baseline=baseline)
+        assert from_store == preview(cluster, scanned, baseline)
+    report = preview_store(cluster, flow_store)
+    assert report.records == len(records) and report.changes
+    assert {s.reason for s in report.skipped} == {
+        "source endpoint not in the inventory",
+        "unknown protocol",
+        "port out of range",
+        "no recorded action",
+    }
+    # A window and a filter: the same records a filtered scan reads.
+    condition = FlowFilter.parse('source_namespace = "shop"')
+    since, until = T0 + timedelta(seconds=10), T0 + timedelta(seconds=len(records) - 10)
+    windowed = preview_store(cluster, flow_store, condition, since, until)
+    scanned = flow_store.scan(condition, since, until, PREVIEW_COLUMNS)
+    assert windowed == preview(cluster, scanned)
+    assert 0 < windowed.records < report.records
+
+
+def test_preview_of_an_empty_store_reports_nothing(
+    flow_store: FlowStore, proposed: tuple[Path, ClusterState]
+) -> None:
+    report = preview_store(proposed[1], flow_store)
+    assert (report.records, report.replayed, report.changed_records) == (0, 0, 0)
+    assert report.changes == () and report.skipped == ()
+    assert preview(proposed[1], flow_store.scan(columns=PREVIEW_COLUMNS)) == report

@@ -1,4 +1,5 @@
-"""The replay benchmark runs end to end in its quick mode and agrees with the reference."""
+"""The replay benchmark runs end to end (store -> report) in its quick mode, its store and
+in-memory reports are identical, and it agrees with the reference engine."""
 
 from __future__ import annotations
 
@@ -18,7 +19,8 @@ def test_bench_replay_quick() -> None:
     )
     assert done.returncode == 0, done.stdout + done.stderr
     lines = {line.split()[0]: line for line in done.stdout.splitlines() if line.strip()}
-    assert {"cluster", "replay", "peer", "ratio", "agreement"} <= set(lines)
-    assert "200,000 replayed" in lines["replay"]
+    assert {"cluster", "replay", "cpu", "table", "peer", "ratio", "agreement"} <= set(lines)
+    assert "200,000 replayed" in lines["replay"] and "store -> report" in lines["replay"]
+    assert lines["identical"].startswith("identical yes")
     assert lines["agreement"].startswith("agreement all 2,000 sampled records: the same")
     assert float(lines["ratio"].split()[1]) > 1

@@ -9,34 +9,53 @@ staged policies, so a staged policy is judged on real traffic before it is enfor
 are grouped by (source workload, destination workload, protocol, port) with the policy that
 decides the new verdict.
 
-All of it runs on columns: `engine.flow_batch` folds the records into distinct probes (with
-their record counts and counter sums), the vectorized engine decides each probe once, and the
-changed ones are added up per report row with numpy.
+All of it runs on columns: the records are folded into their distinct identity rows (with
+record counts and counter sums) by the store itself (`FlowStore.fold`, `preview_store`), or by
+Arrow for a table in memory (`preview`); `engine.flow_batch` turns those rows into probes, the
+vectorized engine decides each distinct conversation once, and the changed ones are added up
+per report row with numpy. No record ever becomes a Python object.
 
-    report = preview(cluster, store.scan(columns=PREVIEW_COLUMNS))
+    report = preview_store(cluster, open_store("flows.duckdb"))
     for change in report.changes: print(change.source, change.dest, change.after)
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
+import pyarrow as pa  # type: ignore[import-untyped]
 
 from netwarden.engine.batch import BatchResult, DirectionColumns, ProbeBatch
-from netwarden.engine.flow_batch import FlowGroups, SkippedFlows, combine, group_flows
+from netwarden.engine.flow_batch import (
+    FlowGroups,
+    SkippedFlows,
+    combine,
+    group_flows,
+    group_folded,
+    replay_keys,
+)
 from netwarden.engine.vectorized import VectorEngine
 from netwarden.errors import UsageError
+from netwarden.flows.store import FOLD_FIRST, FOLD_RECORDS
 from netwarden.model import ClusterState, Endpoint, EndpointKind, protocol_name
+
+if TYPE_CHECKING:
+    from netwarden.flows.filter import FlowFilter
+    from netwarden.flows.store import FlowStore
 
 Ints = npt.NDArray[np.int64]
 Mask = npt.NDArray[np.bool_]
 
 #: Counter columns a preview adds up per change.
 COUNTERS = ("num_flows", "bytes_in", "bytes_out")
+#: Besides who talks to whom: what the record says happened, and who reported it.
+RECORDED = ("action", "reporter")
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 #: The flow columns a preview reads (pass them to `FlowStore.scan`).
 PREVIEW_COLUMNS = (
     "source_ip",
@@ -113,7 +132,41 @@ def preview(
     cluster: ClusterState, table: Any, baseline: Baseline = Baseline.RECORDED
 ) -> PreviewReport:
     """Replay the records of `table` (flow columns) against `cluster`'s policies."""
-    groups = group_flows(cluster, table, ("action", "reporter"), COUNTERS)
+    groups = group_flows(cluster, table, RECORDED, COUNTERS)
+    return _report(cluster, groups, int(table.num_rows), baseline)
+
+
+def preview_store(
+    cluster: ClusterState,
+    store: FlowStore,
+    where: FlowFilter | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    baseline: Baseline = Baseline.RECORDED,
+) -> PreviewReport:
+    """Replay the matching records of `store` against `cluster`'s policies: the same report
+    as `preview` of the time-ordered scan, from the store's fold of the records."""
+    keys = replay_keys(RECORDED)
+    folded = store.fold(keys, COUNTERS, where, since, until)
+    count = folded.column(FOLD_RECORDS).to_numpy().astype(np.int64)
+    first = folded.column(FOLD_FIRST).cast(pa.int64()).to_numpy().astype(np.int64)
+    totals = {name: folded.column(name).to_numpy() for name in COUNTERS}
+    end = None if until is None else until if until.tzinfo else until.replace(tzinfo=UTC)
+
+    def row_of(micros: int) -> int:
+        """The row a time-ordered scan puts the first record of that moment at: the number
+        of matching records that started before it."""
+        moment = _EPOCH + timedelta(microseconds=micros)
+        return store.count(where, since, moment if end is None else min(end, moment))
+
+    groups = group_folded(cluster, folded, RECORDED, count, first, totals, row_of)
+    return _report(cluster, groups, int(count.sum()), baseline)
+
+
+def _report(
+    cluster: ClusterState, groups: FlowGroups, records: int, baseline: Baseline
+) -> PreviewReport:
+    """The replay of `records` folded into `groups`."""
     result = _decide(VectorEngine(cluster), groups.batch)
     if baseline is Baseline.ENFORCED and result.staged is None:
         raise UsageError("--baseline enforced compares with staged policies: the input has none")
@@ -130,10 +183,10 @@ def preview(
     changed = known & (before != _reported(after, reporter))
     skipped = list(groups.skipped)
     if not known.all():
-        count, first = int(groups.records[~known].sum()), int(groups.first_row[~known].min())
+        count, first = int(groups.records[~known].sum()), groups.first_row(~known)
         skipped.append(SkippedFlows("no recorded action", count, first))
     return PreviewReport(
-        records=int(table.num_rows),
+        records=records,
         replayed=int(groups.records[known].sum()),
         skipped=tuple(skipped),
         changed_records=int(groups.records[changed].sum()),
@@ -275,7 +328,20 @@ def _changes(
                 bytes=int(sent[r]),
             )
         )
-    made.sort(key=lambda c: (-c.flows, -c.records, c.source, c.dest, c.port))
+    # Biggest first; the rest of the key only makes the order total (the same report whichever
+    # order the groups came in).
+    made.sort(
+        key=lambda c: (
+            -c.flows,
+            -c.records,
+            c.source,
+            c.dest,
+            c.port,
+            c.protocol,
+            c.before,
+            c.policy,
+        )
+    )
     return tuple(made)
 
 

@@ -20,7 +20,7 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from netwarden.analysis.preview import PREVIEW_COLUMNS, Baseline, PreviewReport, preview
+from netwarden.analysis.preview import Baseline, PreviewReport, preview_store
 from netwarden.cli.common import FilesOption, load_cluster, stdout_console
 from netwarden.errors import UsageError
 from netwarden.flows.store import FlowStore, open_store
@@ -124,9 +124,13 @@ def preview_command(
 
     With staged policies in the input, the proposed verdicts are the staged policy set's: a
     staged policy is judged on real traffic before it is enforced."""
+    from netwarden.flows.filter import FlowFilter
+
     cluster = load_cluster(files)
-    table = scan_flows(flows, where, since, until, PREVIEW_COLUMNS)
-    report = preview(cluster, table, baseline)
+    condition = FlowFilter.parse(where) if where else None
+    start, end = parse_time(since, "--since"), parse_time(until, "--until")
+    with existing_store(flows) as store:  # the store folds the records: only groups leave it
+        report = preview_store(cluster, store, condition, start, end, baseline)
     if output is PreviewFormat.JSON:
         json.dump(report_json(report), sys.stdout, indent=2)
         sys.stdout.write("\n")

@@ -1,13 +1,15 @@
 """Flow records (Arrow columns) as a batch of probes for the vectorized engine.
 
 Millions of stored flows repeat a few thousand conversations: the same pods, the same ports,
-other times and source ports. So records are never turned into Python objects: Arrow's hash
-aggregation folds the table into its distinct identity rows (both ends' identity columns,
-port, protocol and the caller's extra columns) with each row's record count, first position
-and counter sums, in one multi-threaded pass; only those rows are looked at further. Each
-distinct endpoint identity is resolved against the inventory once, and each distinct
-(source, destination, port, protocol, *extra) becomes one probe, so a replay costs one pass
-over the table plus one engine evaluation per distinct conversation.
+other times and source ports. So records are never turned into Python objects: they are
+folded into their distinct identity rows (both ends' identity columns, port, protocol and the
+caller's extra columns, `replay_keys`) with each row's record count, first record and counter
+sums, and only those rows are looked at further. A flow store folds its records itself
+(`FlowStore.fold`, then `group_folded`); a table in memory is folded by Arrow's hash
+aggregation in one multi-threaded pass (`group_flows`). Each distinct endpoint identity is
+resolved against the inventory once, and each distinct (source, destination, port, protocol,
+*extra) becomes one probe, so a replay costs one pass over the records plus one engine
+evaluation per distinct conversation.
 
     groups = group_flows(cluster, table, extra=("action",), sums=("bytes_out",))
     result = VectorEngine(cluster).evaluate(groups.batch)
@@ -22,7 +24,7 @@ pod the inventory does not hold is not replayed, and is counted as such.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from ipaddress import ip_address
 from typing import Any
@@ -69,20 +71,27 @@ class FlowGroups:
 
     `batch` has one probe per group; `extra` holds each group's codes of the extra columns
     (indices into `extra_values`, -1 for null); `records` counts each group's records and
-    `sums` adds up the requested counter columns per group. Records that cannot be replayed
-    are in no group: `skipped` says how many, why, and where the first one is."""
+    `sums` adds up the requested counter columns per group. `first` places each group's
+    first record: its row in a table, or (folded by a store) its start time in microseconds,
+    which `row_of` turns into the row a time-ordered scan would put it at. Records that cannot
+    be replayed are in no group: `skipped` says how many, why, and where the first one is."""
 
     batch: ProbeBatch
     extra: Ints
     extra_values: tuple[list[Any], ...]
     records: Ints
-    first_row: Ints  # per group, the position of its first record in the table
+    first: Ints
     sums: dict[str, Ints]
     skipped: tuple[SkippedFlows, ...]
+    row_of: Callable[[int], int] = int
 
     @property
     def replayed(self) -> int:
         return int(self.records.sum())
+
+    def first_row(self, mask: npt.NDArray[np.bool_]) -> int:
+        """The row of the first record of the groups in `mask` (at least one)."""
+        return self.row_of(int(self.first[mask].min()))
 
 
 def encode(column: Any) -> Codes:
@@ -296,9 +305,9 @@ def group_flows(
 
     Arrow's hash aggregation first folds the records into distinct identity rows (every
     identity column of both ends, port, protocol, `extra`) with their count, first row and
-    the sums of `sums`, in one multi-threaded pass; everything after works on those rows."""
-    keys = [f"{side}_{name}" for side in ("source", "dest") for name in IDENTITY]
-    keys += ["dest_port", "proto", *extra]
+    the sums of `sums`, in one multi-threaded pass; everything after works on those rows.
+    (A store folds its records itself: `FlowStore.fold` then `group_folded`.)"""
+    keys = replay_keys(extra)
     columns = {name: _column(table, name) for name in keys}
     columns.update({name: _column(table, name, pa.int64()) for name in sums})
     columns[_ROW] = pa.array(np.arange(table.num_rows, dtype=np.int64))
@@ -307,18 +316,28 @@ def group_flows(
     count = folded.column(f"{_ROW}_count").to_numpy().astype(np.int64)
     first = folded.column(f"{_ROW}_min").to_numpy().astype(np.int64)
     totals = {name: pc.fill_null(folded.column(f"{name}_sum"), 0).to_numpy() for name in sums}
-    return _group_rows(cluster, folded, extra, count, first, totals)
+    return group_folded(cluster, folded, extra, count, first, totals)
 
 
-def _group_rows(
+def replay_keys(extra: Sequence[str] = ()) -> tuple[str, ...]:
+    """The columns records are folded by for a replay: who each end is, port, protocol, and
+    the caller's `extra` columns."""
+    identity = [f"{side}_{name}" for side in ("source", "dest") for name in IDENTITY]
+    return (*identity, "dest_port", "proto", *extra)
+
+
+def group_folded(
     cluster: ClusterState,
     table: Any,
     extra: Sequence[str],
     count: Ints,
     first: Ints,
     totals: dict[str, Any],
+    row_of: Callable[[int], int] = int,
 ) -> FlowGroups:
-    """The distinct identity rows resolved to endpoints and grouped into probes."""
+    """Distinct identity rows (the `replay_keys(extra)` columns of `table`, each standing for
+    `count` records, the first at `first`, with counter `totals`) resolved to endpoints and
+    grouped into probes; see `FlowGroups` for `first` and `row_of`."""
     rows = table.num_rows
     ends = _Ends(cluster)
     wanted = ["source_namespace", "source_name", "dest_namespace", "dest_name", "proto", *extra]
@@ -333,7 +352,7 @@ def _group_rows(
         port = pc.fill_null(port_column, 0).to_numpy().astype(np.int64)
     invalid_port = (port < 0) | (port > 65535)
     replayable = (src >= 0) & (dst >= 0) & (protocol >= 0) & ~invalid_port
-    skipped = _skipped(src, dst, protocol, invalid_port, count, first)
+    skipped = _skipped(src, dst, protocol, invalid_port, count, first, row_of)
     size = len(ends.endpoints)
     extras = codes[5:]
     parts = [
@@ -342,7 +361,8 @@ def _group_rows(
         (np.where(replayable, port, -1), 65536),
         (np.where(replayable, protocol, -1), 256),
     ] + [(e.codes, len(e.values)) for e in extras]
-    group, combos = combine(parts) if rows else (np.zeros(0, np.int64), np.zeros((0, 4)))
+    empty = (np.zeros(0, np.int64), np.zeros((0, len(parts)), np.int64))
+    group, combos = combine(parts) if rows else empty
     # The group of unreplayable records (all -1) is dropped: it has no probe.
     keep = combos[:, 0] >= 0
     renumber = np.full(combos.shape[0], -1, dtype=np.int64)
@@ -366,9 +386,11 @@ def _group_rows(
     )
     values = tuple(e.values for e in extras)
     sums = {name: per_group(total) for name, total in totals.items()}
-    first_row = np.full(groups, np.iinfo(np.int64).max, dtype=np.int64)
-    np.minimum.at(first_row, group[inside], first[inside])
-    return FlowGroups(batch, kept[:, 4:], values, per_group(count), first_row, sums, skipped)
+    first_seen = np.full(groups, np.iinfo(np.int64).max, dtype=np.int64)
+    np.minimum.at(first_seen, group[inside], first[inside])
+    return FlowGroups(
+        batch, kept[:, 4:], values, per_group(count), first_seen, sums, skipped, row_of
+    )
 
 
 def _skipped(
@@ -378,6 +400,7 @@ def _skipped(
     invalid_port: npt.NDArray[np.bool_],
     count: Ints,
     first: Ints,
+    row_of: Callable[[int], int],
 ) -> tuple[SkippedFlows, ...]:
     found = []
     for reason, mask in (
@@ -387,5 +410,7 @@ def _skipped(
         ("port out of range", (src >= 0) & (dst >= 0) & (protocol >= 0) & invalid_port),
     ):
         if mask.any():
-            found.append(SkippedFlows(reason, int(count[mask].sum()), int(first[mask].min())))
+            found.append(
+                SkippedFlows(reason, int(count[mask].sum()), row_of(int(first[mask].min())))
+            )
     return tuple(found)

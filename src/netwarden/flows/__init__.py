@@ -4,6 +4,7 @@
                 tables with `schema.FLOW_SCHEMA`, counting and locating every rejected record
     enrich      endpoint identity for each record from the inventory valid at its time
     store       the `FlowStore` interface and `open_store` (DuckDB file, ClickHouse/chDB)
+    duckdb_fold `FlowStore.fold` on DuckDB: records folded into distinct key rows in the store
     filter      the safe query language, compiled to parametrised SQL for each backend
     collect*    records from netwarden's own dataplane: flow-log rules read by ulogd2 in the
                 node namespace, joined with conntrack accounting

@@ -27,6 +27,7 @@ import pyarrow as pa  # type: ignore[import-untyped]
 import pyarrow.parquet as pq  # type: ignore[import-untyped]
 
 from netwarden.errors import InputError, UsageError
+from netwarden.flows.duckdb_fold import check_fold_columns, fold_schema
 from netwarden.flows.duckdb_store import read_parquet_flows, write_parquet_flows
 from netwarden.flows.filter import FlowFilter, to_micros
 from netwarden.flows.schema import (
@@ -36,7 +37,7 @@ from netwarden.flows.schema import (
     SCHEMA_VERSION,
     conform,
 )
-from netwarden.flows.store import Aggregate, RetentionResult
+from netwarden.flows.store import FOLD_FIRST, FOLD_RECORDS, Aggregate, RetentionResult
 from netwarden.model.location import Location
 
 #: Low-cardinality text columns: dictionary-encoded by ClickHouse.
@@ -350,6 +351,27 @@ class ClickHouseFlowStore:
         fields = [FLOW_SCHEMA.field(k) for k in request.group_by]
         fields += [pa.field(name, pa.int64()) for name in ("records", *COUNTER_COLUMNS)]
         schema = pa.schema(fields)
+        return schema.empty_table() if table is None else table.cast(schema)
+
+    def fold(
+        self,
+        keys: Sequence[str],
+        sums: Sequence[str] = (),
+        where: FlowFilter | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> Any:
+        # ClickHouse groups LowCardinality text on its dictionary codes already.
+        check_fold_columns(keys, sums)
+        clause, params = _where(where, since, until)
+        listed = ", ".join(keys)
+        totals = "".join(f", toInt64(sum({s})) AS {s}" for s in sums)
+        sql = (
+            f"SELECT {listed}, toInt64(count()) AS {FOLD_RECORDS},"
+            f" min(start_time) AS {FOLD_FIRST}{totals} FROM flows{clause} GROUP BY {listed}"
+        )
+        table = self.executor.query_arrow(sql, params)
+        schema = fold_schema(keys, sums)
         return schema.empty_table() if table is None else table.cast(schema)
 
     def export_parquet(

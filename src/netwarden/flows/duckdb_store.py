@@ -26,6 +26,7 @@ import pyarrow as pa  # type: ignore[import-untyped]
 import pyarrow.parquet as pq  # type: ignore[import-untyped]
 
 from netwarden.errors import InputError, UsageError
+from netwarden.flows.duckdb_fold import fold_duckdb
 from netwarden.flows.filter import FlowFilter
 from netwarden.flows.schema import (
     COUNTER_COLUMNS,
@@ -248,6 +249,17 @@ class DuckDBFlowStore:
         if request.limit is not None:
             sql += f" LIMIT {int(request.limit)}"
         return self.connection.sql(sql, params=params).to_arrow_table()
+
+    def fold(
+        self,
+        keys: Sequence[str],
+        sums: Sequence[str] = (),
+        where: FlowFilter | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> Any:
+        clause, params = _where(where, since, until)
+        return fold_duckdb(self.connection, keys, sums, clause, params)
 
     def export_parquet(
         self,

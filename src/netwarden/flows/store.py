@@ -25,6 +25,11 @@ if TYPE_CHECKING:
     from netwarden.flows.filter import FlowFilter
 
 
+#: The columns `FlowStore.fold` adds to its keys (its sums are named like their counters).
+FOLD_RECORDS = "records"
+FOLD_FIRST = "first_start"
+
+
 @dataclass(frozen=True)
 class RetentionResult:
     """What a retention pass removed and what is left."""
@@ -93,6 +98,21 @@ class FlowStore(Protocol):
         until: datetime | None = None,
     ) -> Any:
         """Per group: `records` and the sum of every counter column, as an Arrow table."""
+        ...
+
+    def fold(
+        self,
+        keys: Sequence[str],
+        sums: Sequence[str] = (),
+        where: FlowFilter | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> Any:
+        """Every distinct combination of `keys` (null is a value like any other) among the
+        matching records, in no set order, as an Arrow table: the key columns (text ones may
+        come dictionary-encoded), `records` (how many records), `first_start` (the earliest
+        start_time) and, per counter column in `sums`, its total. What a replay reads instead
+        of every record (`netwarden preview`)."""
         ...
 
     def export_parquet(
