@@ -5,6 +5,8 @@ is: the reference engine's pod-pair reachability after is exactly the observed t
 from __future__ import annotations
 
 import itertools
+import random
+from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -13,13 +15,21 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from netwarden.analysis.recommend import Target, recommend, stable_labels, workload_groups
+from netwarden.analysis.recommend import (
+    RECOMMEND_COLUMNS,
+    Target,
+    recommend,
+    recommend_store,
+    stable_labels,
+    workload_groups,
+)
 from netwarden.cli.compile import dump
 from netwarden.cli.main import app
 from netwarden.dialects import load_text
 from netwarden.engine import PolicyEngine
+from netwarden.flows.filter import FlowFilter
 from netwarden.flows.schema import from_records
-from netwarden.flows.store import open_store
+from netwarden.flows.store import FlowStore, open_store
 from netwarden.model import ICMP, TCP, UDP, ClusterState, Endpoint, EndpointKind, Flow
 from tests.analysis.test_preview import T0, end_record
 
@@ -254,8 +264,111 @@ def test_cli_recommend_from_a_duckdb_store(tmp_path: Path, cluster: ClusterState
     check_exact(cluster, reload(cluster, manifests), staged=True, icmp_allowed=True)
     assert "1 denied left denied" in result.stderr
 
+    # --where and --since/--until pick the records the store folds.
+    options = ["--where", 'source_namespace = "monitoring"', "--since", T0.isoformat()]
+    until = (T0 + timedelta(days=1)).isoformat()
+    picked = runner.invoke(
+        app,
+        ["recommend", "-f", str(inventory), "--flows", str(store_path), *options, "--until", until],
+        env=ENV,
+    )
+    assert picked.exit_code == 0, picked.stderr
+    assert "4 records read: 4 allowed used, 0 denied left denied" in picked.stderr
+    written = [
+        (m["metadata"]["namespace"], m["metadata"]["name"])
+        for m in yaml.safe_load_all(picked.stdout)
+    ]
+    assert written == [
+        ("monitoring", "recommended-default-deny"),
+        ("monitoring", "recommended-prometheus"),
+        ("shop", "recommended-default-deny"),
+        ("shop", "recommended-api"),
+    ]
     bad = runner.invoke(
         app, ["recommend", "-f", str(inventory), "--flows", str(store_path), "-n", "nope"], env=ENV
     )
     assert bad.exit_code == 2
     assert bad.stderr.startswith("netwarden: error: ") and "Traceback" not in bad.stderr
+
+
+@pytest.fixture(params=["duckdb", "chdb"])
+def flow_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[FlowStore]:
+    url = f"duckdb:{tmp_path / 'flows.duckdb'}" if request.param == "duckdb" else f"chdb:{tmp_path}"
+    opened = open_store(url)
+    try:
+        yield opened
+    finally:
+        opened.close()
+
+
+def repeated_records(cluster: ClusterState, repeat: int) -> list[dict[str, Any]]:
+    """`records` `repeat` times over, plus records a recommendation must count but not use
+    (a pod the inventory lacks, an unknown protocol, no action, a port out of range) and the
+    action spelled another way; each with a start of its own, stored in shuffled order."""
+    made = [dict(record) for _ in range(repeat) for record in records(cluster)]
+    template = next(r for r in made if r["source_name"] == "api-0" and r["dest_port"] == 443)
+    odd = [
+        {**template, "source_name": "ghost-0", "source_ip": "10.244.9.9"},
+        {**template, "proto": "carrier-pigeon"},
+        {**template, "action": None},
+        {**template, "dest_port": 70000},
+        {**template, "action": "Allow"},  # the same conversation as the template's
+        {**template, "proto": "icmp", "dest_port": None},  # a second note for a NetworkPolicy
+    ]
+    made += odd * 3
+    random.Random(7).shuffle(made)
+    for i, record in enumerate(made):  # distinct starts: the time order is one row order
+        record["start_time"] = T0 + timedelta(seconds=i)
+    random.Random(8).shuffle(made)
+    return made
+
+
+def test_recommendation_from_a_store_fold_is_the_one_from_its_scan(
+    flow_store: FlowStore, cluster: ClusterState
+) -> None:
+    """Many records of few conversations: the store folds them itself, and the recommendation
+    (policies, groups, counts, notes, the rows of the first skipped records) is the one the
+    records scanned in time order give; it is still exact (replayed with the reference
+    engine)."""
+    made = repeated_records(cluster, repeat=100)
+    flow_store.append(from_records(made))
+    scanned = flow_store.scan(columns=RECOMMEND_COLUMNS)
+    for target in Target:
+        for namespace in ("shop", None):
+            folded = recommend_store(cluster, flow_store, namespace, target)
+            assert folded == recommend(cluster, scanned, namespace, target)
+    found = recommend_store(cluster, flow_store, "shop", Target.K8S)
+    assert found.records == len(made)
+    assert found.allowed_records == 100 * 2 * len(observed_flows(cluster)) + 3 + 3
+    assert found.denied_records == 100
+    assert {s.reason: s.count for s in found.skipped} == {
+        "source endpoint not in the inventory": 3,
+        "unknown protocol": 3,
+        "port out of range": 3,
+    }
+    assert [note.split(" ICMP")[0] for note in found.notes] == [
+        "shop/api-0 -> 198.51.100.10",
+        "shop/api-1 -> shop/db-0",
+    ]
+    check_exact(cluster, reload(cluster, found.manifests()), staged=False, icmp_allowed=False)
+    # Calico can allow ICMP: without the extra conversation, exactly the observed traffic.
+    extra = FlowFilter.parse(f'NOT (proto = "icmp" AND dest_ip = "{PAYMENT[0]}")')
+    staged = recommend_store(cluster, flow_store, "shop", Target.CALICO, extra)
+    check_exact(cluster, reload(cluster, staged.manifests()), staged=True, icmp_allowed=True)
+    # A window and a filter read the records a filtered scan reads.
+    condition = FlowFilter.parse('source_namespace = "shop"')
+    since, until = T0 + timedelta(seconds=500), T0 + timedelta(seconds=len(made) - 500)
+    windowed = recommend_store(cluster, flow_store, "shop", Target.K8S, condition, since, until)
+    scanned = flow_store.scan(condition, since, until, RECOMMEND_COLUMNS)
+    assert windowed == recommend(cluster, scanned, "shop", Target.K8S)
+    assert 0 < windowed.records < found.records
+
+
+def test_recommendation_from_an_empty_store_denies_by_default(
+    flow_store: FlowStore, cluster: ClusterState
+) -> None:
+    found = recommend_store(cluster, flow_store, "shop")
+    assert (found.records, found.allowed_records, found.denied_records) == (0, 0, 0)
+    assert [p.name for p in found.policies] == ["recommended-default-deny"]
+    assert found == recommend(cluster, flow_store.scan(columns=RECOMMEND_COLUMNS), "shop")
+    assert recommend_store(cluster, flow_store).policies == ()

@@ -22,26 +22,23 @@ per report row with numpy. No record ever becomes a Python object.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
-import pyarrow as pa  # type: ignore[import-untyped]
 
+from netwarden.analysis.store_groups import fold_groups
 from netwarden.engine.batch import BatchResult, DirectionColumns, ProbeBatch
 from netwarden.engine.flow_batch import (
     FlowGroups,
     SkippedFlows,
     combine,
     group_flows,
-    group_folded,
-    replay_keys,
 )
 from netwarden.engine.vectorized import VectorEngine
 from netwarden.errors import UsageError
-from netwarden.flows.store import FOLD_FIRST, FOLD_RECORDS
 from netwarden.model import ClusterState, Endpoint, EndpointKind, protocol_name
 
 if TYPE_CHECKING:
@@ -55,7 +52,6 @@ Mask = npt.NDArray[np.bool_]
 COUNTERS = ("num_flows", "bytes_in", "bytes_out")
 #: Besides who talks to whom: what the record says happened, and who reported it.
 RECORDED = ("action", "reporter")
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 #: The flow columns a preview reads (pass them to `FlowStore.scan`).
 PREVIEW_COLUMNS = (
     "source_ip",
@@ -146,21 +142,8 @@ def preview_store(
 ) -> PreviewReport:
     """Replay the matching records of `store` against `cluster`'s policies: the same report
     as `preview` of the time-ordered scan, from the store's fold of the records."""
-    keys = replay_keys(RECORDED)
-    folded = store.fold(keys, COUNTERS, where, since, until)
-    count = folded.column(FOLD_RECORDS).to_numpy().astype(np.int64)
-    first = folded.column(FOLD_FIRST).cast(pa.int64()).to_numpy().astype(np.int64)
-    totals = {name: folded.column(name).to_numpy() for name in COUNTERS}
-    end = None if until is None else until if until.tzinfo else until.replace(tzinfo=UTC)
-
-    def row_of(micros: int) -> int:
-        """The row a time-ordered scan puts the first record of that moment at: the number
-        of matching records that started before it."""
-        moment = _EPOCH + timedelta(microseconds=micros)
-        return store.count(where, since, moment if end is None else min(end, moment))
-
-    groups = group_folded(cluster, folded, RECORDED, count, first, totals, row_of)
-    return _report(cluster, groups, int(count.sum()), baseline)
+    groups, records = fold_groups(cluster, store, RECORDED, COUNTERS, where, since, until)
+    return _report(cluster, groups, records, baseline)
 
 
 def _report(

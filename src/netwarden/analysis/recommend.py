@@ -21,7 +21,13 @@ Calico StagedNetworkPolicy (`Target.CALICO`) to be judged with `netwarden previe
 is enforced. What a target cannot say (ICMP in a Kubernetes NetworkPolicy) is reported in
 `notes`, never widened silently.
 
-    recommendation = recommend(cluster, store.scan(columns=RECOMMEND_COLUMNS), namespace="shop")
+The records are read the way a replay reads them: folded into their distinct identity rows
+(`engine.flow_batch.replay_keys` plus `action`, with record counts) by the store itself
+(`FlowStore.fold`, `recommend_store`), or by Arrow for a table in memory (`recommend`). Only
+those rows are resolved to endpoints; millions of records of a few thousand conversations
+never leave the store.
+
+    recommendation = recommend_store(cluster, open_store("flows.duckdb"), namespace="shop")
     manifests = recommendation.manifests()
 """
 
@@ -29,18 +35,26 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from enum import StrEnum
-from ipaddress import collapse_addresses, ip_network
-from typing import Any
+from ipaddress import collapse_addresses
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from netwarden.analysis.store_groups import fold_groups
 from netwarden.dialects.calico import CALICO_NETWORK_POLICY
 from netwarden.dialects.calico_writer import write_calico_policy
 from netwarden.dialects.k8s_writer import Manifest, write_k8s_policy
-from netwarden.engine.flow_batch import SkippedFlows, group_flows
+from netwarden.engine.flow_batch import (
+    FlowGroups,
+    SkippedFlows,
+    combine,
+    group_flows,
+    replay_keys,
+)
 from netwarden.errors import UsageError
 from netwarden.model import (
     DEFAULT_TIER,
@@ -70,22 +84,15 @@ from netwarden.model import (
     protocol_name,
 )
 
-#: The flow columns a recommendation reads (pass them to `FlowStore.scan`).
-RECOMMEND_COLUMNS = (
-    "source_ip",
-    "dest_ip",
-    "dest_port",
-    "proto",
-    "source_type",
-    "source_namespace",
-    "source_name",
-    "source_name_aggr",
-    "dest_type",
-    "dest_namespace",
-    "dest_name",
-    "dest_name_aggr",
-    "action",
-)
+if TYPE_CHECKING:
+    from netwarden.flows.filter import FlowFilter
+    from netwarden.flows.store import FlowStore
+
+#: Besides who talks to whom: what the record says happened (only allowed traffic is opened).
+RECORDED = ("action",)
+#: The flow columns a recommendation reads: the keys of its fold (or of a `FlowStore.scan`).
+RECOMMEND_COLUMNS = replay_keys(RECORDED)
+_ALLOW, _DENY = 1, 0
 
 #: Labels a controller sets per pod or per revision: selecting on them would pin a policy to
 #: one rollout or one replica.
@@ -159,10 +166,22 @@ def stable_labels(endpoint: Endpoint) -> dict[str, str]:
 
 def workload_groups(cluster: ClusterState, namespace: str) -> list[WorkloadGroup]:
     """The pods of `namespace` grouped by stable labels, each with an exact selector."""
-    by_labels: dict[frozenset[tuple[str, str]], list[Endpoint]] = defaultdict(list)
+    return _grouped(namespace, _pods_by_namespace(cluster).get(namespace, []))
+
+
+def _pods_by_namespace(cluster: ClusterState) -> dict[str, list[Endpoint]]:
+    pods: dict[str, list[Endpoint]] = defaultdict(list)
     for endpoint in cluster.endpoints:
-        if endpoint.kind is EndpointKind.POD and endpoint.namespace == namespace:
-            by_labels[frozenset(stable_labels(endpoint).items())].append(endpoint)
+        if endpoint.kind is EndpointKind.POD and endpoint.namespace:
+            pods[endpoint.namespace].append(endpoint)
+    return pods
+
+
+def _grouped(namespace: str, pods: list[Endpoint]) -> list[WorkloadGroup]:
+    """`pods` (all of `namespace`'s, in inventory order) as workload groups."""
+    by_labels: dict[frozenset[tuple[str, str]], list[Endpoint]] = defaultdict(list)
+    for endpoint in pods:
+        by_labels[frozenset(stable_labels(endpoint).items())].append(endpoint)
     keys = sorted(by_labels, key=sorted)
     taken: set[str] = set()
     groups = []
@@ -232,26 +251,38 @@ class _Conversation:
     port: int
 
 
-def observed(
-    cluster: ClusterState, table: Any
-) -> tuple[list[_Conversation], int, int, tuple[SkippedFlows, ...]]:
-    """The distinct allowed conversations of `table`, and the allowed and denied record counts."""
-    groups = group_flows(cluster, table, extra=("action",))
-    actions = [str(v).lower() for v in groups.extra_values[0]]
-    code = np.array([actions.index(a) if a in actions else -2 for a in ("allow", "deny")])
-    allowed = groups.extra[:, 0] == code[0]
+def observed(groups: FlowGroups) -> tuple[list[_Conversation], int, int]:
+    """The distinct allowed conversations of `groups` (grouped with `RECORDED` as extra), in
+    endpoint-key order whatever order the groups came in, and the allowed and denied record
+    counts."""
+    mapped = [
+        {"allow": _ALLOW, "deny": _DENY}.get(str(v).lower(), -1) for v in groups.extra_values[0]
+    ]
+    action = np.array([*mapped, -1], dtype=np.int64)[groups.extra[:, 0]]  # null (-1): neither
+    allowed = action == _ALLOW
     allowed_records = int(groups.records[allowed].sum())
-    denied_records = int(groups.records[groups.extra[:, 0] == code[1]].sum())
+    denied_records = int(groups.records[action == _DENY].sum())
     batch = groups.batch
-    seen = []
-    unique = set()
-    for g in np.flatnonzero(allowed).tolist():
-        key = (int(batch.src[g]), int(batch.dst[g]), int(batch.protocol[g]), int(batch.port[g]))
-        if key not in unique:
-            unique.add(key)
-            src, dst = batch.endpoints[key[0]], batch.endpoints[key[1]]
-            seen.append(_Conversation(src, dst, key[2], key[3]))
-    return seen, allowed_records, denied_records, groups.skipped
+    chosen = np.flatnonzero(allowed)
+    if chosen.shape[0] == 0:
+        return [], allowed_records, denied_records
+    # Groups of one conversation differ only in how the action is spelled (allow, Allow).
+    size = len(batch.endpoints)
+    _, distinct = combine(
+        [
+            (batch.src[chosen].astype(np.int64), size),
+            (batch.dst[chosen].astype(np.int64), size),
+            (batch.protocol[chosen].astype(np.int64), 256),
+            (batch.port[chosen].astype(np.int64), 65536),
+        ]
+    )
+    ends = batch.endpoints
+    keys = [endpoint.key for endpoint in ends]
+    rows = distinct.tolist()
+    # Notes follow this order: the same for a store's fold and for a scan of it.
+    rows.sort(key=lambda row: (keys[row[0]], keys[row[1]], row[2], row[3]))
+    seen = [_Conversation(ends[s], ends[d], protocol, port) for s, d, protocol, port in rows]
+    return seen, allowed_records, denied_records
 
 
 def recommend(
@@ -260,24 +291,61 @@ def recommend(
     namespace: str | None = None,
     target: Target = Target.K8S,
 ) -> Recommendation:
-    """Policies for `namespace` (or every namespace with observed pods) from `table`."""
-    conversations, allowed, denied, skipped = observed(cluster, table)
+    """Policies for `namespace` (or every namespace with observed pods) from `table` (flow
+    columns, at least `RECOMMEND_COLUMNS`; Arrow folds the records)."""
+    _check_namespace(cluster, namespace)
+    groups = group_flows(cluster, table, extra=RECORDED)
+    return _recommendation(cluster, groups, int(table.num_rows), namespace, target)
+
+
+def recommend_store(
+    cluster: ClusterState,
+    store: FlowStore,
+    namespace: str | None = None,
+    target: Target = Target.K8S,
+    where: FlowFilter | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> Recommendation:
+    """Policies from the matching records of `store`: the same recommendation as `recommend`
+    of the time-ordered scan, from the store's fold of the records (only distinct identity
+    rows leave the store)."""
+    _check_namespace(cluster, namespace)
+    groups, records = fold_groups(cluster, store, RECORDED, (), where, since, until)
+    return _recommendation(cluster, groups, records, namespace, target)
+
+
+def _check_namespace(cluster: ClusterState, namespace: str | None) -> None:
+    if namespace is not None and namespace not in cluster.namespace_labels:
+        raise UsageError(f"namespace {namespace!r} is not in the inventory read with -f")
+
+
+def _recommendation(
+    cluster: ClusterState,
+    groups: FlowGroups,
+    records: int,
+    namespace: str | None,
+    target: Target,
+) -> Recommendation:
+    """The recommendation from `records` folded into `groups`."""
+    conversations, allowed, denied = observed(groups)
     seen_in = {e.namespace for c in conversations for e in (c.src, c.dst) if e.namespace}
     if namespace is not None:
-        if namespace not in cluster.namespace_labels:
-            raise UsageError(f"namespace {namespace!r} is not in the inventory read with -f")
         namespaces = [namespace]
     else:
         namespaces = sorted(
-            e.namespace
-            for e in {id(e): e for c in conversations for e in (c.src, c.dst)}.values()
-            if e.kind is EndpointKind.POD and e.namespace
+            {
+                e.namespace
+                for c in conversations
+                for e in (c.src, c.dst)
+                if e.kind is EndpointKind.POD and e.namespace
+            }
         )
-        namespaces = sorted(set(namespaces))
     group_of: dict[int, WorkloadGroup] = {}
     all_groups: list[WorkloadGroup] = []
+    pods = _pods_by_namespace(cluster)
     for ns in sorted({*namespaces, *seen_in}):
-        for group in workload_groups(cluster, ns):
+        for group in _grouped(ns, pods.get(ns, [])):
             for member in group.members:
                 group_of[id(member)] = group
             if ns in namespaces:
@@ -297,10 +365,10 @@ def recommend(
         target,
         tuple(policies),
         tuple(all_groups),
-        int(table.num_rows),
+        records,
         allowed,
         denied,
-        skipped,
+        groups.skipped,
         tuple(builder.notes),
     )
 
@@ -344,6 +412,8 @@ class _Builder:
         )
         self.groups = {(g.namespace, g.name): g for g in group_of.values()}
         self.notes: list[str] = []
+        self._texts: dict[Any, str] = {}
+        self._peers: dict[tuple[str, str, str], Peer] = {}
 
     def add(self, c: _Conversation, namespaces: set[str]) -> None:
         if c.protocol not in PORTED_PROTOCOLS and self.target is Target.K8S:
@@ -388,7 +458,7 @@ class _Builder:
         for ports, peers in sorted(by_ports.items(), key=lambda item: sorted(item[0])):
             written: list[Peer] = []
             addresses = []
-            for peer in sorted(peers, key=str):
+            for peer in sorted(peers, key=self._order):
                 if peer[0] == "group":
                     written.append(self._group_peer(peer[1], peer[2], group.namespace))
                 else:
@@ -405,19 +475,32 @@ class _Builder:
                 rules.append(Rule(Action.ALLOW, peers=tuple(written), protocol=protocol))
         return tuple(rules)
 
+    def _order(self, peer: Any) -> str:
+        """Peers in the order of their text (one text per peer, however many rules name it)."""
+        text = self._texts.get(peer)
+        if text is None:
+            text = self._texts[peer] = str(peer)
+        return text
+
     def _group_peer(self, namespace: str, name: str, scope: str) -> Peer:
-        pods = self.groups[(namespace, name)].selector
-        if namespace == scope:
-            return EndpointSelector(pods=pods, namespace=scope)
-        return EndpointSelector(
-            pods=pods, namespaces=In(NAMESPACE_NAME_LABEL, frozenset({namespace}))
-        )
+        key = (namespace, name, scope)
+        peer = self._peers.get(key)
+        if peer is None:
+            pods = self.groups[(namespace, name)].selector
+            if namespace == scope:
+                peer = EndpointSelector(pods=pods, namespace=scope)
+            else:
+                names = In(NAMESPACE_NAME_LABEL, frozenset({namespace}))
+                peer = EndpointSelector(pods=pods, namespaces=names)
+            self._peers[key] = peer
+        return peer
 
 
-def _merge(addresses: Iterable[IPAddress]) -> list[Any]:
+def _merge(addresses: Sequence[IPAddress]) -> list[Any]:
     """Host routes for the addresses, merged only where the merge adds no address."""
-    nets = [ip_network(address) for address in addresses]
     merged: list[Any] = []
     for version in (4, 6):
-        merged += collapse_addresses(n for n in nets if n.version == version)
+        same = [a for a in addresses if a.version == version]
+        if same:
+            merged += collapse_addresses(same)
     return merged

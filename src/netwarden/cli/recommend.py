@@ -11,10 +11,17 @@ from typing import Annotated
 
 import typer
 
-from netwarden.analysis.recommend import RECOMMEND_COLUMNS, Target, recommend
+from netwarden.analysis.recommend import Target, recommend_store
 from netwarden.cli.common import FilesOption, load_cluster, stderr_console, warn
 from netwarden.cli.compile import dump
-from netwarden.cli.preview import FlowsOption, SinceOption, UntilOption, WhereOption, scan_flows
+from netwarden.cli.preview import (
+    FlowsOption,
+    SinceOption,
+    UntilOption,
+    WhereOption,
+    existing_store,
+    parse_time,
+)
 
 
 def recommend_command(
@@ -39,9 +46,13 @@ def recommend_command(
 
     -f gives the inventory (namespaces, pods, workloads) the flows are matched against; its
     policies, if any, play no part."""
+    from netwarden.flows.filter import FlowFilter
+
     cluster = load_cluster(files)
-    table = scan_flows(flows, where, since, until, RECOMMEND_COLUMNS)
-    recommendation = recommend(cluster, table, namespace, target)
+    condition = FlowFilter.parse(where) if where else None
+    start, end = parse_time(since, "--since"), parse_time(until, "--until")
+    with existing_store(flows) as store:  # the store folds the records: only groups leave it
+        recommendation = recommend_store(cluster, store, namespace, target, condition, start, end)
     documents = recommendation.manifests()
     sys.stdout.write(dump(documents))
     for note in recommendation.notes:
