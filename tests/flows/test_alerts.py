@@ -4,7 +4,9 @@ containment, both directions, two feeds listing one address, and no false positi
 
 from __future__ import annotations
 
+import ipaddress
 import json
+import random
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -13,7 +15,6 @@ import pytest
 from typer.testing import CliRunner
 
 from netwarden.cli.main import app
-from netwarden.flows import alerts
 from netwarden.flows.alerts import scan_alerts
 from netwarden.flows.schema import from_records
 from netwarden.flows.store import FlowStore, open_store
@@ -152,19 +153,46 @@ def test_exact_alerts_on_both_backends(store: FlowStore, tmp_path: Path) -> None
     assert windowed.records == 4  # minutes 0 to 3
 
 
-def test_many_listed_addresses_take_the_scan_path(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Beyond PUSHDOWN_ADDRESSES the second pass scans and filters with Arrow: same alerts."""
-    monkeypatch.setattr(alerts, "PUSHDOWN_ADDRESSES", 0)
-    feeds = FeedStore(synced_feeds(tmp_path))
-    store = open_store(str(tmp_path / "scan.duckdb"))
-    try:
-        store.append(from_records(RECORDS))
-        report = alerts.scan_alerts(store, feeds, batch_size=3)
-    finally:
-        store.close()
-    assert as_rows(report) == expected(with_early=True)
+def test_many_listed_addresses_on_both_backends(store: FlowStore, tmp_path: Path) -> None:
+    """300 listed addresses and a /24, far more than an `IN` list would hold: the store finds
+    their records with a join, and every record to or from one alerts, as counted here one
+    record at a time against the synced feed's entries."""
+    rng = random.Random(3)
+    pool = [f"198.18.{i // 200}.{i % 200}" for i in range(1000)]
+    body = "".join(f"{a}\n" for a in sorted(rng.sample(pool, 300))) + "198.18.7.0/24\n"
+    path = tmp_path / "many.txt"
+    path.write_text(body)
+    feeds = FeedStore(tmp_path / "feeds")
+    source = FileSource(str(path), NewlineFormat())
+    status = sync_feed(ThreatFeed("many", FeedContent.IP_SET, source), feeds, SyncOptions())
+    assert status.last_error is None, status
+    networks = [ipaddress.ip_network(entry) for entry in feeds.entries("many") or []]
+    addresses = [*pool, *(f"198.18.7.{i}" for i in range(20)), "198.18.8.1"]
+    pods = [f"10.244.1.{i}" for i in range(30)]
+    records = []
+    for minute in range(2000):
+        pod, other = rng.choice(pods), rng.choice(addresses)
+        src, dst = (other, pod) if minute % 3 == 0 else (pod, other)  # a third inbound
+        records.append(record(minute, src, dst, 443, num_flows=1 + minute % 4))
+    store.append(from_records(records))
+
+    expected: dict[tuple[str, ...], list[int]] = {}
+    for r in records:
+        for direction, column in (("from", "source_ip"), ("to", "dest_ip")):
+            address = ipaddress.ip_address(r[column])
+            for network in networks:
+                if address in network:
+                    key = (str(network), direction, r["source_ip"], r["dest_ip"])
+                    counts = expected.setdefault(key, [0, 0])
+                    counts[0] += 1
+                    counts[1] += r["num_flows"]
+    report = scan_alerts(store, feeds, batch_size=500)
+    got = {
+        (a.indicator, a.direction, a.source_ip, a.dest_ip): [a.records, a.flows]
+        for a in report.alerts
+    }
+    assert len(got) == len(report.alerts) and {a.feed for a in report.alerts} == {"many"}
+    assert len(expected) > 300 and got == expected
 
 
 def test_no_alert_without_listed_traffic(tmp_path: Path) -> None:

@@ -8,16 +8,14 @@ naming the domain) and to an unanswered one (none)."""
 from __future__ import annotations
 
 import json
+import random
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-import pyarrow as pa
-import pytest
 from typer.testing import CliRunner
 
 from netwarden.cli.main import app
-from netwarden.flows import alerts
 from netwarden.flows.alerts import scan_alerts
 from netwarden.flows.importers import calico_dns
 from netwarden.flows.schema import from_records
@@ -171,18 +169,71 @@ def test_names_are_compared_lower_case_without_trailing_dot(tmp_path: Path) -> N
     assert report.dns_records == 5
 
 
-def test_many_values_take_the_scan_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Beyond the pushdown limits the second pass reads every record once: same alerts."""
-    monkeypatch.setattr(alerts, "PUSHDOWN_ADDRESSES", 0)
-    monkeypatch.setattr(alerts, "PUSHDOWN_NAMES", 0)
-    feeds = FeedStore(synced_feeds(tmp_path))
-    store = open_store(str(tmp_path / "scan.duckdb"))
-    try:
-        store.append(pa.concat_tables([dns_sample(), from_records(FLOWS)]))
-        report = alerts.scan_alerts(store, feeds, batch_size=4)
-    finally:
-        store.close()
-    assert as_rows(report) == EXPECTED
+def test_many_listed_names_on_both_backends(store: FlowStore, tmp_path: Path) -> None:
+    """120 listed names (some reached through a CNAME) and the addresses they were answered
+    with, far more than an `IN` list would hold: the store finds the lookups and the records
+    to and from those addresses with a join, and the alerts are those counted here one
+    record at a time."""
+    rng = random.Random(4)
+    names = [f"h{k}.example" for k in range(400)]
+    listed = set(rng.sample(names, 120))
+    feeds = FeedStore(
+        synced_feeds(
+            tmp_path,
+            {
+                "many": (FeedContent.DOMAIN_SET, "".join(f"{n.upper()}.\n" for n in listed)),
+                "ips": (FeedContent.IP_SET, "192.0.2.1\n"),  # its own pass, no record
+            },
+        )
+    )
+
+    def answer(k: int) -> str:
+        return f"198.18.{k // 250}.{k % 250}"
+
+    records = []
+    for i in range(600):  # lookups, every fifth through a CNAME to the name that answers
+        k = rng.randrange(len(names))
+        qname, answers = names[k], [answer(k)]
+        if i % 5 == 0:
+            qname, answers = f"alias{k}.example", [names[k], answer(k)]
+        client = f"10.244.1.{i % 7}"
+        records.append(
+            flow(0, client, "10.96.0.10", 53, dns_qname=qname, dns_answers=answers, num_flows=2)
+        )
+    for i in range(900):  # flows out to answered addresses, a third of them inbound
+        pod, other = f"10.244.2.{i % 9}", answer(rng.randrange(len(names) + 50))
+        src, dst = (other, pod) if i % 3 == 0 else (pod, other)
+        records.append(flow(1 + i % 30, src, dst, 443))
+    store.append(from_records(records))
+
+    expected: dict[tuple[Any, ...], list[int]] = {}
+
+    def count(key: tuple[Any, ...], r: dict[str, Any]) -> None:
+        counts = expected.setdefault(key, [0, 0])
+        counts[0] += 1
+        counts[1] += r["num_flows"]
+
+    answered: dict[str, set[str]] = {}
+    for r in records:
+        hits = {n for n in (r.get("dns_qname"), *r.get("dns_answers", ())) if n in listed}
+        for name in hits:
+            count(("many", name, "dns", r["source_ip"], r["dest_ip"], r["dns_qname"]), r)
+            for address in r["dns_answers"]:
+                if address[0].isdigit():
+                    answered.setdefault(address, set()).add(name)
+    for r in records:
+        for direction, column in (("from", "source_ip"), ("to", "dest_ip")):
+            for name in answered.get(r[column], ()):
+                count(("many", name, direction, r["source_ip"], r["dest_ip"], None), r)
+
+    report = scan_alerts(store, feeds, batch_size=256)
+    got = {
+        (a.feed, a.indicator, a.direction, a.source_ip, a.dest_ip, a.query): [a.records, a.flows]
+        for a in report.alerts
+    }
+    assert len(got) == len(report.alerts) and report.dns_records == 600
+    assert len({key[1] for key in expected}) > 80 and len(expected) > 300
+    assert got == expected
 
 
 def test_no_dns_records_is_said(tmp_path: Path) -> None:

@@ -8,8 +8,9 @@
     filter      the safe query language, compiled to parametrised SQL for each backend
     collect*    records from netwarden's own dataplane: flow-log rules read by ulogd2 in the
                 node namespace, joined with conntrack accounting
-    alerts      flows to or from threat-feed addresses, DNS lookups of listed domains and flows
-                to the addresses they returned, one alert per feed, indicator and pair
+    alerts*     flows to or from threat-feed addresses (`alerts_ip`), DNS lookups of listed
+                domains and flows to the addresses they returned (`alerts_dns`), one alert per
+                feed, indicator and pair (`alerts_groups`)
 
 Adding a format: one module in `importers/` and one row in `importers.IMPORTERS`. Adding a
 backend: one module implementing `store.FlowStore` and one row in `store._BACKENDS`.

@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 import re
 import tempfile
+import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
@@ -28,7 +29,12 @@ import pyarrow.parquet as pq  # type: ignore[import-untyped]
 
 from netwarden.errors import InputError, UsageError
 from netwarden.flows.duckdb_fold import check_fold_columns, fold_schema
-from netwarden.flows.duckdb_store import read_parquet_flows, write_parquet_flows
+from netwarden.flows.duckdb_store import (
+    MATCH_VALUE,
+    matching_values,
+    read_parquet_flows,
+    write_parquet_flows,
+)
 from netwarden.flows.filter import FlowFilter, to_micros
 from netwarden.flows.schema import (
     COUNTER_COLUMNS,
@@ -307,16 +313,60 @@ class ClickHouseFlowStore:
         batch_size: int = 1_000_000,
     ) -> Iterator[Any]:
         # One day at a time keeps memory bounded by a partition, not by the whole store.
+        for low, high in self._days(where, since, until):
+            table = self.scan(where, low, high, columns)
+            yield from table.to_batches(max_chunksize=batch_size)
+
+    def _days(
+        self, where: FlowFilter | None, since: datetime | None, until: datetime | None
+    ) -> list[tuple[datetime, datetime]]:
+        """The [low, high) window of each day holding matching records, oldest first."""
         clause, params = _where(where, since, until)
         days = self.executor.query_arrow(
             f"SELECT DISTINCT toDate(start_time) AS day FROM flows{clause} ORDER BY day", params
         )
+        windows = []
         for day in days.column(0).to_pylist() if days is not None else []:
             start = datetime(day.year, day.month, day.day, tzinfo=UTC)
             low = max(start, since) if since else start
             high = min(start + timedelta(days=1), until) if until else start + timedelta(days=1)
-            table = self.scan(where, low, high, columns)
-            yield from table.to_batches(max_chunksize=batch_size)
+            windows.append((low, high))
+        return windows
+
+    def scan_matching(
+        self,
+        columns: Sequence[str],
+        column: str,
+        values: Any,
+        where: FlowFilter | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        batch_size: int = 1_000_000,
+    ) -> Iterator[Any]:
+        # The values go to a temporary table (of the session: clickhouse-connect opens one per
+        # client unless told not to; chDB's is the process) and the records are found with
+        # `IN (SELECT ...)`, which ClickHouse turns into a hash set and reads in PREWHERE: the
+        # other columns only of the matching rows. Bound values would be one parameter each.
+        # chDB and a server run the same statements. One day at a time, as scan_batches.
+        wanted = matching_values(column, values)
+        chosen = _column_list(columns)
+        if wanted.num_rows == 0:
+            return
+        name = f"netwarden_values_{uuid.uuid4().hex}"
+        value_type = _clickhouse_type(FLOW_SCHEMA.field(column))
+        self.executor.command(
+            f"CREATE TEMPORARY TABLE {name} ({MATCH_VALUE} {value_type}) ENGINE = Memory"
+        )
+        try:
+            self.executor.insert_arrow(name, wanted)
+            match = f"{column} IN (SELECT {MATCH_VALUE} FROM {name})"
+            for low, high in self._days(where, since, until):
+                clause, params = _where(where, low, high)
+                sql = f"SELECT {', '.join(chosen)} FROM flows{clause} AND {match}"
+                table = _typed(self.executor.query_arrow(sql, params), chosen)
+                yield from table.to_batches(max_chunksize=batch_size)
+        finally:
+            self.executor.command(f"DROP TEMPORARY TABLE IF EXISTS {name}")
 
     def count(
         self,

@@ -17,12 +17,14 @@ with one INSERT ... SELECT), never row by row.
 from __future__ import annotations
 
 import os
+import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import duckdb
 import pyarrow as pa  # type: ignore[import-untyped]
+import pyarrow.compute as pc  # type: ignore[import-untyped]
 import pyarrow.parquet as pq  # type: ignore[import-untyped]
 
 from netwarden.errors import InputError, UsageError
@@ -222,6 +224,40 @@ class DuckDBFlowStore:
         for batch in reader:
             yield batch.cast(pa.schema([FLOW_SCHEMA.field(name) for name in batch.schema.names]))
 
+    def scan_matching(
+        self,
+        columns: Sequence[str],
+        column: str,
+        values: Any,
+        where: FlowFilter | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        batch_size: int = 1_000_000,
+    ) -> Iterator[Any]:
+        # The values are an Arrow table registered as a view: a hash semi join on both cores
+        # instead of an `IN` list of bound values (1,000 values over 11M records: 0.5 s
+        # against 1.3 s; 16 values: 0.5 s against 1.0 s). Late materialization, as in `scan`:
+        # the join reads `column` alone, the other columns only of the rows it keeps.
+        wanted = matching_values(column, values)
+        chosen = _column_list(columns)
+        if wanted.num_rows == 0:
+            return
+        clause, params = _where(where, since, until)
+        view = f"matching_values_{uuid.uuid4().hex}"
+        match = f"{column} IN (SELECT {MATCH_VALUE} FROM {view})"
+        clause = f"{clause} AND {match}" if clause else f" WHERE {match}"
+        sql = f"SELECT {chosen} FROM flows WHERE rowid IN (SELECT rowid FROM flows{clause})"
+        self.connection.register(view, wanted)
+        try:
+            reader = self.connection.sql(sql, params=params).to_arrow_reader(batch_size)
+            try:
+                for batch in reader:
+                    yield batch.cast(pa.schema([FLOW_SCHEMA.field(n) for n in batch.schema.names]))
+            finally:
+                reader.close()  # a reader stopped early: the connection is free again
+        finally:
+            self.connection.unregister(view)
+
     def count(
         self,
         where: FlowFilter | None = None,
@@ -351,6 +387,28 @@ class DuckDBFlowStore:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+#: The one column of the table of values `scan_matching` joins with.
+MATCH_VALUE = "value"
+
+
+def matching_values(column: str, values: Any) -> Any:
+    """`values` as the one-column Arrow table `scan_matching` joins with: typed like the
+    flow column `column`, without nulls (which never match) and without repeats."""
+    if column not in FLOW_COLUMNS:
+        raise UsageError(f"unknown flow column: {column}")
+    field = FLOW_SCHEMA.field(column)
+    if pa.types.is_list(field.type):
+        raise UsageError(f"cannot match values of {column}: it holds lists")
+    try:
+        if isinstance(values, pa.ChunkedArray):
+            values = values.combine_chunks()
+        array = values if isinstance(values, pa.Array) else pa.array(list(values), field.type)
+        array = array.cast(field.type)
+    except (pa.ArrowException, TypeError, ValueError) as error:
+        raise UsageError(f"values to match in {column}: {error}") from None
+    return pa.table({MATCH_VALUE: pc.unique(array.drop_null())})
 
 
 def _order_column(order_by: str) -> str:

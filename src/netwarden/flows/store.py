@@ -81,6 +81,23 @@ class FlowStore(Protocol):
         """The matching records as Arrow record batches (bounded memory), in no set order."""
         ...
 
+    def scan_matching(
+        self,
+        columns: Sequence[str],
+        column: str,
+        values: Any,
+        where: FlowFilter | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        batch_size: int = 1_000_000,
+    ) -> Iterator[Any]:
+        """The records whose `column` (a flow column that is not a list) holds one of
+        `values` (an Arrow array or a sequence; null never matches), as Arrow record batches
+        of `columns`, in no set order. The store joins its records with the values (a semi
+        join against a table of them): thousands of values cost one hash lookup per record,
+        where an `IN` list of bound values costs a comparison per value."""
+        ...
+
     def count(
         self,
         where: FlowFilter | None = None,
