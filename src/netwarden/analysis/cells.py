@@ -83,17 +83,12 @@ class CellMatcher:
     def named(self, matches: tuple[PortMatch, ...], destinations: Ints, atoms: AtomChoice) -> Mask:
         """[destinations x atoms]: the destination declares one of the named `matches` for
         the atom's protocol at the atom's port (`matching.port_matches`)."""
-        vectors = self.vectors
         protocols, ports = self.atoms.protocol[atoms], self.atoms.start[atoms]
         found = np.zeros((destinations.shape[0], protocols.shape[0]), dtype=np.bool_)
         for match in matches:
-            assert match.name is not None
-            for protocol in vectors.named_protocols.get(match.name, ()):
-                if match.protocol is not None and match.protocol != protocol:
-                    continue
-                table = vectors.named_ports[(match.name, protocol)]
-                at = table[destinations][:, None] == ports[None, :]
-                found |= at & (protocols == protocol)[None, :]
+            for table in self.vectors.named_tables(match):
+                at = table.ports[destinations][:, None] == ports[None, :]
+                found |= at & (protocols == table.protocol)[None, :]
         return found
 
     def run(

@@ -162,14 +162,8 @@ class InventoryChecks:
     # NW501 -----------------------------------------------------------------------------------
 
     def _declared(self, match: PortMatch, among: Mask) -> bool:
-        vectors = self.context.builder.vectors
-        assert match.name is not None
-        for protocol in vectors.named_protocols.get(match.name, ()):
-            if match.protocol is not None and match.protocol != protocol:
-                continue
-            if (vectors.named_ports[(match.name, protocol)][among] != NO_PORT).any():
-                return True
-        return False
+        tables = self.context.builder.vectors.named_tables(match)
+        return any((table.ports[among] != NO_PORT).any() for table in tables)
 
     def _named_ports(self) -> Iterator[Finding]:
         context = self.context

@@ -24,9 +24,8 @@ import numpy as np
 
 from netwarden.analysis.lint_classes import Block, ClassPrograms, RuleKey
 from netwarden.analysis.partition import pack
-from netwarden.analysis.tables import DirectionTable
+from netwarden.analysis.tables import DirectionTable, TableRows
 from netwarden.engine.endpoint_vectors import Ints, Mask
-from netwarden.model import Flow
 
 
 class Cause(NamedTuple):
@@ -64,7 +63,6 @@ class DirectionWalk:
         self.programs = programs
         builder = self.builder = programs.builder
         self.direction = programs.direction
-        self.egress = programs.egress
         self.subject_class, self.peer_class = programs.subject_class, programs.peer_class
         self.subject_reps, self.peer_reps = programs.subject_reps, programs.peer_reps
         self.outcomes = builder.compiler.outcomes  # grows as rules are compiled
@@ -231,18 +229,9 @@ class DirectionWalk:
     def _by_reference(self, c: int, subject: int) -> None:
         """A class the vectors do not express: the reference engine per peer and atom; its
         policies' rules are marked unprovable."""
-        builder = self.builder
-        atoms, peers = builder.atoms, self.peer_reps
-        found = np.zeros((peers.shape[0], len(atoms)), dtype=np.bool_)
-        own = builder.endpoints[subject]
-        for row, peer in enumerate(peers.tolist()):
-            other = builder.endpoints[peer]
-            src, dst = (own, other) if self.egress else (other, own)
-            for a in range(len(atoms)):
-                flow = Flow(src, dst, int(atoms.start[a]), int(atoms.protocol[a]))
-                found[row, a] = builder.reference.decide_direction(flow, self.direction).allowed
+        builder, peers = self.builder, self.peer_reps
         self.local.append(np.arange(peers.shape[0], dtype=np.int64))
-        self.finals.append(found)
+        self.finals.append(builder.by_reference(self.direction, subject, peers))
         governing = int(builder.governing[subject])
         for position in self.programs.chosen[int(self.programs.by_selection[governing])]:
             self.unprovable_policies.add(position)
@@ -252,22 +241,14 @@ class DirectionWalk:
                 self.rules.setdefault(key, RuleEffect()).unprovable = True
 
     def _table(self) -> DirectionTable:
-        """The final verdicts as a `DirectionTable`."""
-        finals = self.finals
-        sizes = np.array([f.shape[0] for f in finals], dtype=np.int64)
-        offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
-        local = np.stack(self.local).astype(np.int32) if self.local else np.zeros((0, 0), np.int32)
-        bits = np.concatenate([pack(f) for f in finals]) if finals else np.zeros((0, 1), np.uint64)
-        return DirectionTable(
-            self.direction,
-            self.subject_class,
-            self.peer_class,
-            self.subject_reps,
-            self.peer_reps,
-            local,
-            offsets,
-            bits,
+        """The final verdicts as a `DirectionTable`, each class its own block (`with_finals`
+        replaces them one by one)."""
+        written = TableRows(
+            self.direction, self.subject_class, self.peer_class, self.subject_reps, self.peer_reps
         )
+        for c, (local, final) in enumerate(zip(self.local, self.finals, strict=True)):
+            written.place(c, local, written.add(final))
+        return written.table()
 
     def with_finals(self, replaced: dict[int, Mask]) -> DirectionTable:
         """The table with some classes' final verdicts replaced (same shapes)."""

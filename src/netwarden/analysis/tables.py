@@ -66,6 +66,7 @@ __all__ = [
     "DirectionClasses",
     "DirectionTable",
     "TableBuilder",
+    "TableRows",
     "Words",
     "first_members",
     "pack",
@@ -95,6 +96,43 @@ class DirectionTable:
         rows = self.offsets[c] + self.local[c, self.peer_class[peer]]
         found: Words = self.bits[rows]
         return found
+
+
+class TableRows:
+    """A `DirectionTable` written one subject class at a time: blocks of allowed [peer rows x
+    atoms] are added in turn, and each class placed at one of them (classes may share one)."""
+
+    def __init__(
+        self,
+        direction: Direction,
+        subject_class: Ints,
+        peer_class: Ints,
+        subject_reps: Ints,
+        peer_reps: Ints,
+    ) -> None:
+        self._classes = (direction, subject_class, peer_class, subject_reps, peer_reps)
+        self._local = np.zeros((subject_reps.shape[0], peer_reps.shape[0]), dtype=np.int32)
+        self._offsets = np.zeros(subject_reps.shape[0], dtype=np.int64)
+        self._blocks: list[Words] = []
+        self._rows = 0
+
+    def add(self, allowed: Mask) -> int:
+        """Add a block of allowed [peer rows x atoms]; its first row in `bits`, for `place`."""
+        at = self._rows
+        self._blocks.append(pack(allowed))
+        self._rows += allowed.shape[0]
+        return at
+
+    def place(self, c: int, local: Ints, offset: int) -> None:
+        """Subject class `c` reads the block at `offset`, peer class p its row `local[p]`."""
+        self._offsets[c] = offset
+        self._local[c] = local
+
+    def table(self) -> DirectionTable:
+        """The table as written so far."""
+        blocks = self._blocks
+        bits = np.concatenate(blocks) if blocks else np.zeros((0, 1), np.uint64)
+        return DirectionTable(*self._classes, self._local, self._offsets, bits)
 
 
 @dataclass(frozen=True)
@@ -263,10 +301,9 @@ class TableBuilder:
         # Subject classes differ in things their own program may not look at (named ports
         # at egress, other policies' `local` entities), so equal keys share one block.
         block_of: dict[tuple[object, ...], int] = {}
-        local_rows = np.zeros((subject_reps.shape[0], peer_reps.shape[0]), dtype=np.int32)
-        blocks: list[Words] = []
-        offsets = np.zeros(subject_reps.shape[0], dtype=np.int64)
-        at = 0
+        written = TableRows(
+            direction, classes.subject_class, classes.peer_class, subject_reps, peer_reps
+        )
         for c, subject in enumerate(subject_reps.tolist()):
             governing = int(gov[subject])
             plan: _Plan | None = None
@@ -292,27 +329,15 @@ class TableBuilder:
             found = block_of.get(key)
             if found is None:
                 if key[0] == "reference":
-                    allowed = self._by_reference(direction, subject, peer_reps)
+                    allowed = self.by_reference(direction, subject, peer_reps)
                 elif key[0] == "not a subject":
                     allowed = np.ones((1, len(self.atoms)), dtype=np.bool_)
                 else:
                     assert plan is not None
                     allowed = self._allowed(plan, subject, egress)
-                found = block_of[key] = at
-                at += allowed.shape[0]
-                blocks.append(pack(allowed))
-            offsets[c] = found
-            local_rows[c] = local
-        return DirectionTable(
-            direction,
-            classes.subject_class,
-            classes.peer_class,
-            subject_reps,
-            peer_reps,
-            local_rows,
-            offsets,
-            np.concatenate(blocks) if blocks else np.zeros((0, 1), np.uint64),
-        )
+                found = block_of[key] = written.add(allowed)
+            written.place(c, local, found)
+        return written.table()
 
     def _plan(self, program: tuple[Block, ...], peer_rows: PeerRows, egress: bool) -> _Plan:
         """What running `program` needs, and what of the subject it looks at."""
@@ -341,8 +366,8 @@ class TableBuilder:
         chosen = (selects(policy.subject, e, self.cluster) for e in self.endpoints)
         return np.fromiter(chosen, np.bool_, self.vectors.size)
 
-    def _by_reference(self, direction: Direction, subject: int, peers: Ints) -> Mask:
-        """The reference engine for one subject and each peer, on every atom."""
+    def by_reference(self, direction: Direction, subject: int, peers: Ints) -> Mask:
+        """[peers x atoms]: the reference engine for one subject and each peer, on every atom."""
         atoms = self.atoms
         found = np.zeros((peers.shape[0], len(atoms)), dtype=np.bool_)
         own = self.endpoints[subject]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence, Set
 from ipaddress import collapse_addresses
+from typing import NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -26,6 +27,7 @@ from netwarden.model import (
     IPNetwork,
     NetworkPeer,
     NodePeer,
+    PortMatch,
     Selector,
 )
 
@@ -37,6 +39,13 @@ _LOW64 = (1 << 64) - 1
 NO_PORT = -(1 << 40)
 #: Above this many networks, `inside_any` binary-searches merged ranges instead of testing each.
 _SEARCH_ABOVE = 8
+
+
+class NamedPortTable(NamedTuple):
+    """Per endpoint, the number it declares a port name at for one protocol (`NO_PORT`: none)."""
+
+    protocol: int
+    ports: Ints
 
 
 def _split(value: int) -> tuple[int, int]:
@@ -67,6 +76,7 @@ class EndpointVectors:
         self._index_named_ports(endpoints)
         self._selects: dict[EndpointSelector, Mask] = {}
         self._peers: dict[NetworkPeer | NodePeer, Mask] = {}
+        self._named_tables: dict[tuple[str | None, int | None], tuple[NamedPortTable, ...]] = {}
         self._inside_any: dict[tuple[IPNetwork, ...], Mask] = {}
         self._scopes: dict[tuple[str | None, Selector | None], Mask] = {}
         self._address_keys: npt.NDArray[np.bytes_] | None = None
@@ -143,6 +153,21 @@ class EndpointVectors:
             table[list(ports)] = list(ports.values())
             self.named_ports[(name, protocol)] = table
             self.named_protocols.setdefault(name, []).append(protocol)
+
+    def named_tables(self, match: PortMatch) -> tuple[NamedPortTable, ...]:
+        """The tables a named `match` reads: one per protocol some endpoint declares its name
+        for, only its own protocol when it names one (`matching.port_matches`)."""
+        key = (match.name, match.protocol)  # all the answer depends on; cheap to hash
+        found = self._named_tables.get(key)
+        if found is None:  # asked per rule and subject class: thousands of times
+            assert match.name is not None
+            found = tuple(
+                NamedPortTable(protocol, self.named_ports[(match.name, protocol)])
+                for protocol in self.named_protocols.get(match.name, ())
+                if match.protocol is None or match.protocol == protocol
+            )
+            self._named_tables[key] = found
+        return found
 
     def selects(self, selector: EndpointSelector) -> Mask:
         """Which endpoints `selector` picks (`matching.selects`): pods by labels, namespace

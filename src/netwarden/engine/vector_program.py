@@ -93,13 +93,9 @@ def _named_matches(
     found = np.zeros(live.shape[0], dtype=np.bool_)
     probes = seg.probes[live]
     for match in matches:
-        assert match.name is not None
-        for protocol in vectors.named_protocols.get(match.name, ()):
-            if match.protocol is not None and match.protocol != protocol:
-                continue
-            table = vectors.named_ports[(match.name, protocol)]
-            at = table[seg.batch.dst[probes]] == seg.batch.port[probes]
-            found |= (seg.batch.protocol[probes] == protocol) & at
+        for table in vectors.named_tables(match):
+            at = table.ports[seg.batch.dst[probes]] == seg.batch.port[probes]
+            found |= (seg.batch.protocol[probes] == table.protocol) & at
     return found
 
 
