@@ -2,32 +2,42 @@
 
 The same interface and, as far as the engines allow, the same SQL as the DuckDB store; the
 filter compiler emits ClickHouse's typed parameters (`{p1:String}`) so user text is never
-part of a query. Two ways to reach ClickHouse:
+part of a query. Two ways to reach ClickHouse (`clickhouse_client`):
 
 - `ClickHouseFlowStore.server("clickhouse://user:password@host:8123/db")` via clickhouse-connect
-  (an optional extra: `pip install netwarden[clickhouse]`; imported only here);
+  (an optional extra: `pip install netwarden[clickhouse]`);
 - `ClickHouseFlowStore.embedded(DIR)` via chDB, the ClickHouse engine in-process (how the tests
   run the same SQL without a server).
 
-The table is a MergeTree partitioned by day (`toDate(start_time)`) and ordered by start_time:
-retention drops whole partitions where it can. docs/clickhouse.md has the cluster DDL
-(ReplicatedMergeTree + Distributed, TTL).
+The table, its DDL and its migrations are `clickhouse_schema`'s (re-exported here); this
+module reads, writes and expires records. Retention drops whole day partitions where it can.
 """
 
 from __future__ import annotations
 
-import os
 import re
-import tempfile
 import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol
+from typing import Any
 
 import pyarrow as pa  # type: ignore[import-untyped]
-import pyarrow.parquet as pq  # type: ignore[import-untyped]
 
 from netwarden.errors import InputError, UsageError
+from netwarden.flows.clickhouse_client import (
+    ChdbExecutor,
+    ClickHouseExecutor,
+    ServerExecutor,
+    query_scalar,
+)
+from netwarden.flows.clickhouse_schema import (
+    MIGRATIONS,
+    clickhouse_type,
+    column_definitions,
+    flows_ddl,
+    migrate,
+    stored_version,
+)
 from netwarden.flows.duckdb_fold import check_fold_columns, fold_schema
 from netwarden.flows.duckdb_store import (
     MATCH_VALUE,
@@ -36,162 +46,13 @@ from netwarden.flows.duckdb_store import (
     write_parquet_flows,
 )
 from netwarden.flows.filter import FlowFilter, to_micros
-from netwarden.flows.schema import (
-    COUNTER_COLUMNS,
-    FLOW_COLUMNS,
-    FLOW_SCHEMA,
-    SCHEMA_VERSION,
-    conform,
-)
+from netwarden.flows.schema import COUNTER_COLUMNS, FLOW_COLUMNS, FLOW_SCHEMA, conform
 from netwarden.flows.store import FOLD_FIRST, FOLD_RECORDS, Aggregate, RetentionResult
 from netwarden.model.location import Location
 
-#: Low-cardinality text columns: dictionary-encoded by ClickHouse.
-_LOW_CARDINALITY = frozenset(
-    {
-        "proto",
-        "source_type",
-        "dest_type",
-        "source_namespace",
-        "dest_namespace",
-        "action",
-        "reporter",
-        "host",
-    }
-)
-
-
-def _clickhouse_type(field: Any) -> str:
-    if pa.types.is_timestamp(field.type):
-        return "DateTime64(6, 'UTC')"
-    if pa.types.is_list(field.type):
-        return "Array(String)"
-    if pa.types.is_int32(field.type):
-        return "Nullable(Int32)"
-    if pa.types.is_int64(field.type):
-        return "Int64"
-    if field.name in _LOW_CARDINALITY:
-        return "LowCardinality(Nullable(String))"
-    return "Nullable(String)"
-
-
-def column_definitions() -> str:
-    """The flow columns in ClickHouse types, for CREATE TABLE (also used by docs/clickhouse.md)."""
-    return ",\n  ".join(f"{f.name} {_clickhouse_type(f)}" for f in FLOW_SCHEMA)
-
-
-def flows_ddl(table: str = "flows", engine: str = "MergeTree") -> str:
-    return (
-        f"CREATE TABLE IF NOT EXISTS {table} (\n  {column_definitions()}\n)"
-        f" ENGINE = {engine} PARTITION BY toDate(start_time) ORDER BY start_time"
-    )
-
-
-def _migrate_v1_to_v2(executor: _Executor) -> None:
-    """v2 added the DNS columns; records stored before have none (null, and [] for the
-    answers). `IF NOT EXISTS`: ClickHouse has no transaction around DDL, so a migration cut
-    short before its version row is written runs again harmlessly."""
-    added = ", ".join(
-        f"ADD COLUMN IF NOT EXISTS {name} {_clickhouse_type(FLOW_SCHEMA.field(name))}"
-        for name in ("dns_qname", "dns_qtype", "dns_rcode", "dns_answers")
-    )
-    executor.command(f"ALTER TABLE flows {added}")
-
-
-#: from-version -> migration to the next version (the ClickHouse backend started at 1).
-MIGRATIONS: dict[int, Callable[[_Executor], None]] = {1: _migrate_v1_to_v2}
-
-
-class _Executor(Protocol):
-    """What the store needs from a ClickHouse client."""
-
-    def command(self, sql: str, params: Mapping[str, Any] | None = None) -> None: ...
-
-    def query_arrow(self, sql: str, params: Mapping[str, Any] | None = None) -> Any: ...
-
-    def insert_arrow(self, table_name: str, table: Any) -> None: ...
-
-    def close(self) -> None: ...
-
-
-def _escape_parameter(value: Any) -> Any:
-    # ClickHouse reads parameter values in its escaped text format: a backslash starts an
-    # escape sequence, so it and the control characters must be escaped themselves.
-    if not isinstance(value, str):
-        return value
-    for raw, escaped in (
-        ("\\", "\\\\"),
-        ("\t", "\\t"),
-        ("\n", "\\n"),
-        ("\r", "\\r"),
-        ("\0", "\\0"),
-    ):
-        value = value.replace(raw, escaped)
-    return value
-
-
-class _ChdbExecutor:
-    def __init__(self, path: str) -> None:
-        from chdb import session
-
-        self.path = path
-        # chDB's Session is not annotated; Any keeps mypy --strict honest about that.
-        self.session: Any = session.Session(path)  # type: ignore[no-untyped-call]
-
-    def _run(self, sql: str, fmt: str, params: Mapping[str, Any] | None) -> Any:
-        escaped = {k: _escape_parameter(v) for k, v in (params or {}).items()}
-        try:
-            return self.session.query(sql, fmt, params=escaped or None)
-        except Exception as error:  # chDB raises its own error types for SQL failures
-            raise InputError(Location(self.path), f"ClickHouse: {error}") from None
-
-    def command(self, sql: str, params: Mapping[str, Any] | None = None) -> None:
-        self._run(sql, "CSV", params)
-
-    def query_arrow(self, sql: str, params: Mapping[str, Any] | None = None) -> Any:
-        data = self._run(sql, "ArrowStream", params).bytes()
-        return pa.ipc.open_stream(data).read_all() if data else None
-
-    def insert_arrow(self, table_name: str, table: Any) -> None:
-        # chDB reads files in-process: a Parquet file is the zero-parse path for Arrow data.
-        handle, path = tempfile.mkstemp(suffix=".parquet", prefix="netwarden-flows-")
-        os.close(handle)
-        try:
-            pq.write_table(table, path, compression="lz4")
-            self.command(
-                f"INSERT INTO {table_name} SELECT * FROM file({{path:String}}, Parquet)",
-                {"path": path},
-            )
-        finally:
-            os.unlink(path)
-
-    def close(self) -> None:
-        self.session.close()
-
-
-class _ServerExecutor:
-    def __init__(self, url: str) -> None:
-        try:
-            import clickhouse_connect
-        except ImportError:
-            raise UsageError(
-                "the ClickHouse flow store needs clickhouse-connect:"
-                " pip install netwarden[clickhouse]"
-            ) from None
-        self.url = url
-        self.client = clickhouse_connect.get_client(dsn=url)
-
-    def command(self, sql: str, params: Mapping[str, Any] | None = None) -> None:
-        self.client.command(sql, parameters=dict(params or {}))
-
-    def query_arrow(self, sql: str, params: Mapping[str, Any] | None = None) -> Any:
-        return self.client.query_arrow(sql, parameters=dict(params or {}))
-
-    def insert_arrow(self, table_name: str, table: Any) -> None:
-        self.client.insert_arrow(table_name, table)
-
-    def close(self) -> None:
-        self.client.close()
+# The schema side lived here before clickhouse_schema: its names stay importable from here.
+__all__ = ["MIGRATIONS", "ClickHouseFlowStore", "column_definitions", "flows_ddl"]
+_clickhouse_type = clickhouse_type
 
 
 def _where(
@@ -229,59 +90,24 @@ def _typed(table: Any, columns: Sequence[str]) -> Any:
 class ClickHouseFlowStore:
     """A FlowStore in ClickHouse (a server via clickhouse-connect, or embedded chDB)."""
 
-    def __init__(self, executor: _Executor, where: str) -> None:
+    def __init__(self, executor: ClickHouseExecutor, where: str) -> None:
         self.executor = executor
         self.where_label = where
-        self._migrate()
+        migrate(executor, where)
 
     @classmethod
     def embedded(cls, path: str) -> ClickHouseFlowStore:
-        return cls(_ChdbExecutor(path), path)
+        return cls(ChdbExecutor(path), path)
 
     @classmethod
     def server(cls, url: str) -> ClickHouseFlowStore:
-        return cls(_ServerExecutor(url), re.sub(r"//[^@/]*@", "//", url))
+        return cls(ServerExecutor(url), re.sub(r"//[^@/]*@", "//", url))
 
     def _scalar(self, sql: str, params: Mapping[str, Any] | None = None) -> Any:
-        table = self.executor.query_arrow(sql, params)
-        return table.column(0)[0].as_py() if table is not None and table.num_rows else None
-
-    def _migrate(self) -> None:
-        self.executor.command(
-            "CREATE TABLE IF NOT EXISTS schema_version (version UInt32,"
-            " applied_at DateTime64(6, 'UTC')) ENGINE = MergeTree ORDER BY version"
-        )
-        has_flows = self._scalar(
-            "SELECT count() FROM system.tables WHERE database = currentDatabase()"
-            " AND name = 'flows'"
-        )
-        version = self._scalar("SELECT max(version) FROM schema_version")
-        if not has_flows:
-            self.executor.command(flows_ddl())
-            if not version:
-                self._record_version(SCHEMA_VERSION)
-            return
-        # A flows table without a version row was cut short right after its creation, which
-        # only the first (version 1) backend did without recording the version.
-        version = int(version or 1)
-        if version > SCHEMA_VERSION:
-            raise InputError(
-                Location(self.where_label),
-                f"flow store has schema version {version}; this netwarden reads up to"
-                f" {SCHEMA_VERSION}",
-            )
-        while version < SCHEMA_VERSION:
-            MIGRATIONS[version](self.executor)
-            version += 1
-            self._record_version(version)
-
-    def _record_version(self, version: int) -> None:
-        self.executor.command(
-            "INSERT INTO schema_version VALUES ({v:UInt32}, now64(6))", {"v": version}
-        )
+        return query_scalar(self.executor, sql, params)
 
     def schema_version(self) -> int:
-        return int(self._scalar("SELECT max(version) FROM schema_version") or 0)
+        return stored_version(self.executor)
 
     def append(self, table: Any) -> int:
         incoming = conform(table)
@@ -353,7 +179,7 @@ class ClickHouseFlowStore:
         if wanted.num_rows == 0:
             return
         name = f"netwarden_values_{uuid.uuid4().hex}"
-        value_type = _clickhouse_type(FLOW_SCHEMA.field(column))
+        value_type = clickhouse_type(FLOW_SCHEMA.field(column))
         self.executor.command(
             f"CREATE TEMPORARY TABLE {name} ({MATCH_VALUE} {value_type}) ENGINE = Memory"
         )
