@@ -46,9 +46,9 @@ def test_calico_flow_logs() -> None:
 def test_hubble_observe_json() -> None:
     result = hubble.read(str(FIXTURES / "hubble-observe.json"))
     _check_counts(result)
-    assert (result.records_in, result.stored) == (13, 7)
+    assert (result.records_in, result.stored) == (16, 10)
     assert [r.line for r in result.rejected] == [9, 10, 11, 12, 13, 14]
-    egress, ingress, dropped, dns, icmp, world, sctp = result.table.to_pylist()
+    egress, ingress, dropped, dns, icmp, world, sctp = result.table.to_pylist()[:7]
     assert (egress["source_name"], egress["source_name_aggr"]) == ("web-7d9f8b6c5d-x2x9q", "web")
     assert egress["source_labels"] == ["app=web", "pod-template-hash=7d9f8b6c5d"]
     assert egress["reporter"] == "src" and ingress["reporter"] == "dst"

@@ -179,7 +179,7 @@ class DuckDBFlowStore:
         if incoming.num_rows == 0:
             return 0
         columns = ", ".join(FLOW_COLUMNS)
-        self.connection.register("incoming_flows", incoming)
+        self.connection.register("incoming_flows", _whole_row_group_batches(incoming))
         try:
             self.connection.execute(
                 f"INSERT INTO flows ({columns}) SELECT {columns} FROM incoming_flows"
@@ -387,6 +387,22 @@ class DuckDBFlowStore:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+#: Rows in a DuckDB row group (its default `row_group_size`).
+_ROW_GROUP_ROWS = 122_880
+
+
+def _whole_row_group_batches(table: Any) -> Any:
+    """`table` as record batches of whole row groups (the last one excepted).
+
+    DuckDB inserts each batch on its own thread and writes full row groups as it goes;
+    batches that straddle row groups (an importer's CSV blocks, concatenated files) leave
+    partial groups that the next checkpoint merges and rewrites, which costs as much CPU
+    as the insert itself. Columns in several chunks are copied into one first.
+    """
+    whole = table.combine_chunks()
+    return pa.Table.from_batches(whole.to_batches(max_chunksize=_ROW_GROUP_ROWS), whole.schema)
 
 
 #: The one column of the table of values `scan_matching` joins with.

@@ -1,9 +1,9 @@
 """What every importer shares: the result record, JSON-lines reading that locates bad lines,
-and column helpers (protocol names, row rejection by mask)."""
+line numbering of records a reader parsed in one pass (blank lines skipped), DuckDB column
+specs for `read_json`, and column helpers (protocol names, row rejection by mask)."""
 
 from __future__ import annotations
 
-import io
 import os
 from dataclasses import dataclass
 from typing import Any
@@ -22,7 +22,12 @@ from netwarden.model.location import Location
 #: costs a bisection of one chunk, not of the whole file.
 _CHUNK_LINES = 1 << 17
 
+#: Bytes per read when counting a file's lines.
+_COUNT_BLOCK = 1 << 23
+
 _PROTOCOL_NAMES = {1: "icmp", 6: "tcp", 17: "udp", 58: "icmpv6", 132: "sctp"}
+#: Every protocol number's text (IANA numbers are 0..255), for a single gather per column.
+_PROTOCOL_TEXT = pa.array([_PROTOCOL_NAMES.get(number, str(number)) for number in range(256)])
 
 
 @dataclass(frozen=True)
@@ -85,14 +90,19 @@ def _duckdb_type(kind: Any) -> str:
     return simple[kind]
 
 
+def duckdb_columns(schema: Any) -> str:
+    """A `read_json(..., columns = ...)` argument for the fields of an Arrow schema."""
+    return "{" + ", ".join(f"'{f.name}': '{_duckdb_type(f.type)}'" for f in schema) + "}"
+
+
 def _read_json_duckdb(path: str, schema: Any) -> Any:
     """The whole file through DuckDB's JSON reader (about twice pyarrow's speed per CPU
     second here); None when any line fails, so the caller can locate the bad ones."""
-    columns = "{" + ", ".join(f"'{f.name}': '{_duckdb_type(f.type)}'" for f in schema) + "}"
     connection = duckdb.connect()
     try:
         relation = connection.sql(
-            f"SELECT * FROM read_json($path, format = 'newline_delimited', columns = {columns})",
+            "SELECT * FROM read_json($path, format = 'newline_delimited',"
+            f" columns = {duckdb_columns(schema)})",
             params={"path": path},
         )
         return relation.to_arrow_table().cast(schema)
@@ -100,6 +110,31 @@ def _read_json_duckdb(path: str, schema: Any) -> Any:
         return None
     finally:
         connection.close()
+
+
+def file_record_line_numbers(path: str, rows: int) -> Any:
+    """`record_line_numbers` for a file a reader has already parsed: its lines are counted
+    block by block (no copy of the whole file in memory); the file is read whole only when
+    blank lines make the numbering differ."""
+    block = np.empty(_COUNT_BLOCK, dtype=np.uint8)
+    newlines, last = 0, 10
+    with open(path, "rb", buffering=0) as handle:
+        while size := handle.readinto(block.data):
+            newlines += int(np.count_nonzero(block[:size] == 10))  # numpy: 3x bytes.count
+            last = int(block[size - 1])
+    if rows == newlines + (last != 10):  # no blank lines: row i is line i + 1
+        return np.arange(1, rows + 1, dtype=np.int64)
+    return record_line_numbers(read_bytes(path), rows)
+
+
+def record_line_numbers(data: bytes, rows: int) -> Any:
+    """1-based line numbers of the `rows` records a reader found in `data` (JSON lines,
+    blank lines skipped); None when the non-blank lines are not `rows` in number."""
+    line_count = data.count(b"\n") + (0 if data.endswith(b"\n") or not data else 1)
+    if rows == line_count:  # no blank lines: row i is line i + 1
+        return np.arange(1, line_count + 1, dtype=np.int64)
+    numbers = _record_lines(data)
+    return numbers if len(numbers) == rows else None
 
 
 def read_json_lines(data: bytes, schema: Any, path: str | None = None) -> JsonRows:
@@ -113,12 +148,9 @@ def read_json_lines(data: bytes, schema: Any, path: str | None = None) -> JsonRo
     try:  # the common case, a clean file: one multi-threaded read, no splitting
         whole = _read_json_duckdb(path, schema) if path else None
         if whole is None:
-            whole = pj.read_json(io.BytesIO(data), parse_options=options)
-        line_count = data.count(b"\n") + (0 if data.endswith(b"\n") or not data else 1)
-        if whole.num_rows == line_count:  # no blank lines: row i is line i + 1
-            return JsonRows(whole, np.arange(1, line_count + 1, dtype=np.int64), ())
-        numbers = _record_lines(data)
-        if whole.num_rows == len(numbers):
+            whole = pj.read_json(pa.BufferReader(pa.py_buffer(data)), parse_options=options)
+        numbers = record_line_numbers(data, whole.num_rows)
+        if numbers is not None:
             return JsonRows(whole, numbers, ())
     except pa.ArrowInvalid:
         pass
@@ -134,7 +166,7 @@ def read_json_lines(data: bytes, schema: Any, path: str | None = None) -> JsonRo
     def parse(start: int, stop: int) -> None:
         block = b"\n".join(records[start:stop])
         try:
-            table = pj.read_json(io.BytesIO(block), parse_options=options)
+            table = pj.read_json(pa.BufferReader(pa.py_buffer(block)), parse_options=options)
         except pa.ArrowInvalid as error:
             if stop - start == 1:
                 reason = str(error).replace("JSON parse error: ", "").split(" in row ")[0]
@@ -198,6 +230,9 @@ def reject_rows(
 
 def protocol_names(numbers: Any) -> Any:
     """IANA protocol numbers -> lowercase names (`tcp`, ...) or the number as text."""
+    low, high = pc.min_max(numbers).values()
+    if low.is_valid and low.as_py() >= 0 and high.as_py() < len(_PROTOCOL_TEXT):
+        return pc.take(_PROTOCOL_TEXT, numbers)  # one gather instead of a pass per name
     text = pc.cast(numbers, pa.string())
     result = text
     for number, name in _PROTOCOL_NAMES.items():
@@ -251,41 +286,3 @@ def epoch_seconds(column: Any) -> Any:
     """Unix seconds (int) -> timestamp[us, UTC]."""
     micros = pc.multiply(pc.cast(column, pa.int64()), 1_000_000)
     return pc.cast(micros, pa.timestamp("us", tz="UTC"))
-
-
-def concat_lists(lists: list[Any], rows: int) -> Any:
-    """Row-wise concatenation of list arrays of equal length (first list's items first)."""
-    flats, parents = [], []
-    for array in lists:
-        array = array.combine_chunks() if isinstance(array, pa.ChunkedArray) else array
-        flats.append(pc.list_flatten(array))
-        parents.append(np.asarray(pc.list_parent_indices(array).to_numpy(), dtype=np.int64))
-    parent = np.concatenate(parents) if parents else np.zeros(0, dtype=np.int64)
-    order = np.argsort(parent, kind="stable")
-    values = (
-        pc.take(pa.concat_arrays(flats), pa.array(order)) if flats else pa.array([], pa.string())
-    )
-    counts = np.bincount(parent, minlength=rows)
-    offsets = np.zeros(rows + 1, dtype=np.int32)
-    np.cumsum(counts, out=offsets[1:])
-    return pa.ListArray.from_arrays(pa.array(offsets), values)
-
-
-def list_has(lists: Any, value: str) -> Any:
-    """Per row: does the list contain `value` (numpy bool array)."""
-    lists = lists.combine_chunks() if isinstance(lists, pa.ChunkedArray) else lists
-    flat = pc.list_flatten(lists)
-    parents = np.asarray(pc.list_parent_indices(lists).to_numpy(), dtype=np.int64)
-    hit = np.asarray(pc.fill_null(pc.equal(flat, value), False).to_numpy(zero_copy_only=False))
-    return np.bincount(parents[hit], minlength=len(lists)) > 0
-
-
-def list_has_prefix(lists: Any, prefix: str) -> Any:
-    """Per row: does any list element start with `prefix` (numpy bool array)."""
-    lists = lists.combine_chunks() if isinstance(lists, pa.ChunkedArray) else lists
-    flat = pc.list_flatten(lists)
-    parents = np.asarray(pc.list_parent_indices(lists).to_numpy(), dtype=np.int64)
-    hit = np.asarray(
-        pc.fill_null(pc.starts_with(flat, prefix), False).to_numpy(zero_copy_only=False)
-    )
-    return np.bincount(parents[hit], minlength=len(lists)) > 0
