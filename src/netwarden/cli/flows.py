@@ -338,7 +338,7 @@ def import_parquet_command(
     """Append records from Parquet files written by `flows export`."""
     target = open_store(store)
     try:
-        from netwarden.flows.duckdb_store import read_parquet_flows
+        from netwarden.flows.store_common import read_parquet_flows
 
         tables = [read_parquet_flows(str(path)) for path in paths]  # all read before any stored
         stored = sum(target.append(table) for table in tables)

@@ -4,7 +4,10 @@
                 tables with `schema.FLOW_SCHEMA`, counting and locating every rejected record
     enrich      endpoint identity for each record from the inventory valid at its time
     store       the `FlowStore` interface and `open_store` (DuckDB file, ClickHouse/chDB)
-    duckdb_fold `FlowStore.fold` on DuckDB: records folded into distinct key rows in the store
+    duckdb_*    the embedded backend: the store, its tables and migrations (`duckdb_schema`),
+                `FlowStore.fold` folding records into distinct key rows (`duckdb_fold`)
+    clickhouse_*  the ClickHouse backend: the store, its DDL and migrations, the clients
+    store_common  what both backends share: match tables, Parquet export/import
     filter      the safe query language, compiled to parametrised SQL for each backend
     collect*    records from netwarden's own dataplane: flow-log rules read by ulogd2 in the
                 node namespace, joined with conntrack accounting

@@ -11,75 +11,38 @@ file's free list. One table per day would make retention a DROP, but every query
 UNION over a changing set of tables, and the zone maps already give the pruning.
 
 Ingest goes through DuckDB's Arrow scan (the Arrow table is registered as a view and inserted
-with one INSERT ... SELECT), never row by row.
+with one INSERT ... SELECT), never row by row. The tables and their migrations are in
+`duckdb_schema`.
 """
 
 from __future__ import annotations
 
-import os
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import duckdb
 import pyarrow as pa  # type: ignore[import-untyped]
-import pyarrow.compute as pc  # type: ignore[import-untyped]
-import pyarrow.parquet as pq  # type: ignore[import-untyped]
 
 from netwarden.errors import InputError, UsageError
 from netwarden.flows.duckdb_fold import fold_duckdb
+from netwarden.flows.duckdb_schema import migrate, stored_version
 from netwarden.flows.filter import FlowFilter
 from netwarden.flows.schema import (
     COUNTER_COLUMNS,
     FLOW_COLUMNS,
     FLOW_SCHEMA,
-    SCHEMA_VERSION,
     conform,
 )
 from netwarden.flows.store import Aggregate, RetentionResult
+from netwarden.flows.store_common import (
+    MATCH_VALUE,
+    matching_values,
+    read_parquet_flows,
+    write_parquet_flows,
+)
 from netwarden.model.location import Location
-
-
-def _duckdb_type(field: Any) -> str:
-    if pa.types.is_timestamp(field.type):
-        return "TIMESTAMPTZ NOT NULL"
-    if pa.types.is_list(field.type):
-        return "VARCHAR[]"
-    if pa.types.is_int32(field.type):
-        return "INTEGER"
-    if pa.types.is_int64(field.type):
-        return "BIGINT NOT NULL DEFAULT 0"
-    return "VARCHAR"
-
-
-def flows_ddl(table: str = "flows") -> str:
-    """CREATE TABLE for the current FLOW_SCHEMA."""
-    columns = ",\n  ".join(f"{f.name} {_duckdb_type(f)}" for f in FLOW_SCHEMA)
-    return f"CREATE TABLE IF NOT EXISTS {table} (\n  {columns}\n)"
-
-
-def _migrate_v0_to_v1(connection: duckdb.DuckDBPyConnection) -> None:
-    """v0 (before versioning) had no staged-policy column and no flow start/complete counts,
-    and called the reporting node `node`."""
-    connection.execute("ALTER TABLE flows RENAME COLUMN node TO host")
-    connection.execute("ALTER TABLE flows ADD COLUMN policies_pending VARCHAR[] DEFAULT []")
-    for column in ("num_flows_started", "num_flows_completed"):
-        connection.execute(f"ALTER TABLE flows ADD COLUMN {column} BIGINT NOT NULL DEFAULT 0")
-
-
-def _migrate_v1_to_v2(connection: duckdb.DuckDBPyConnection) -> None:
-    """v2 added the DNS columns; records stored before have none."""
-    for column in ("dns_qname", "dns_qtype", "dns_rcode"):
-        connection.execute(f"ALTER TABLE flows ADD COLUMN {column} VARCHAR")
-    connection.execute("ALTER TABLE flows ADD COLUMN dns_answers VARCHAR[] DEFAULT []")
-
-
-#: from-version -> migration to the next version. Each runs in the transaction that records it.
-MIGRATIONS: dict[int, Callable[[duckdb.DuckDBPyConnection], None]] = {
-    0: _migrate_v0_to_v1,
-    1: _migrate_v1_to_v2,
-}
 
 
 def _where(
@@ -130,47 +93,12 @@ class DuckDBFlowStore:
         except duckdb.Error as error:
             raise InputError(Location(path), f"cannot open flow store: {error}") from None
         self.connection.execute("SET TimeZone = 'UTC'")
-        self._migrate()
+        migrate(self.connection, path)
 
     # -------------------------------------------------------------------- schema version
 
     def schema_version(self) -> int:
-        version = _scalar(self.connection, "SELECT max(version) FROM schema_version")
-        return int(version) if version is not None else 0
-
-    def _migrate(self) -> None:
-        connection = self.connection
-        has_flows = bool(
-            _scalar(connection, "SELECT count(*) FROM duckdb_tables() WHERE table_name = 'flows'")
-        )
-        connection.execute(
-            "CREATE TABLE IF NOT EXISTS schema_version"
-            " (version INTEGER NOT NULL, applied_at TIMESTAMPTZ NOT NULL)"
-        )
-        if not has_flows:
-            connection.execute(flows_ddl())
-            if self.schema_version() == 0:
-                connection.execute(
-                    "INSERT INTO schema_version VALUES ($1, now())", [SCHEMA_VERSION]
-                )
-            return
-        version = self.schema_version()
-        if version > SCHEMA_VERSION:
-            raise InputError(
-                Location(self.path),
-                f"flow store has schema version {version}; this netwarden reads up to"
-                f" {SCHEMA_VERSION}",
-            )
-        while version < SCHEMA_VERSION:
-            connection.execute("BEGIN TRANSACTION")
-            try:
-                MIGRATIONS[version](connection)
-                connection.execute("INSERT INTO schema_version VALUES ($1, now())", [version + 1])
-                connection.execute("COMMIT")
-            except Exception:
-                connection.execute("ROLLBACK")
-                raise
-            version += 1
+        return stored_version(self.connection)
 
     # ---------------------------------------------------------------------- FlowStore
 
@@ -405,28 +333,6 @@ def _whole_row_group_batches(table: Any) -> Any:
     return pa.Table.from_batches(whole.to_batches(max_chunksize=_ROW_GROUP_ROWS), whole.schema)
 
 
-#: The one column of the table of values `scan_matching` joins with.
-MATCH_VALUE = "value"
-
-
-def matching_values(column: str, values: Any) -> Any:
-    """`values` as the one-column Arrow table `scan_matching` joins with: typed like the
-    flow column `column`, without nulls (which never match) and without repeats."""
-    if column not in FLOW_COLUMNS:
-        raise UsageError(f"unknown flow column: {column}")
-    field = FLOW_SCHEMA.field(column)
-    if pa.types.is_list(field.type):
-        raise UsageError(f"cannot match values of {column}: it holds lists")
-    try:
-        if isinstance(values, pa.ChunkedArray):
-            values = values.combine_chunks()
-        array = values if isinstance(values, pa.Array) else pa.array(list(values), field.type)
-        array = array.cast(field.type)
-    except (pa.ArrowException, TypeError, ValueError) as error:
-        raise UsageError(f"values to match in {column}: {error}") from None
-    return pa.table({MATCH_VALUE: pc.unique(array.drop_null())})
-
-
 def _order_column(order_by: str) -> str:
     if order_by != "records" and order_by not in COUNTER_COLUMNS:
         raise UsageError(f"cannot order groups by {order_by!r}: use records or a counter column")
@@ -437,24 +343,3 @@ def _typed(table: Any) -> Any:
     """DuckDB names list children `l` and marks counters nullable: cast to FLOW_SCHEMA types."""
     fields = [FLOW_SCHEMA.field(name) for name in table.column_names]
     return table.cast(pa.schema(fields))
-
-
-def write_parquet_flows(batches: Iterable[Any], path: str) -> int:
-    """Write Arrow record batches of flow records to one Parquet file; returns the row count."""
-    written = 0
-    with pq.ParquetWriter(path, FLOW_SCHEMA, compression="zstd") as writer:
-        for batch in batches:
-            writer.write_batch(batch)
-            written += batch.num_rows
-    return written
-
-
-def read_parquet_flows(path: str) -> Any:
-    """A Parquet file's flow columns, conformed to FLOW_SCHEMA (errors name the file)."""
-    if not os.path.exists(path):
-        raise InputError(Location(path), "no such file")
-    try:
-        table = pq.read_table(path)
-        return conform(table.select([c for c in table.column_names if c in FLOW_COLUMNS]))
-    except (pa.ArrowException, ValueError) as error:
-        raise InputError(Location(path), f"not a flow Parquet file: {error}") from None

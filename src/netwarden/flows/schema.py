@@ -5,7 +5,7 @@ query language reads like a Calico GlobalAlert query. `schemas/flow-record.schem
 documents the same columns as JSON Schema; a test keeps the two in step.
 
 `SCHEMA_VERSION` is bumped whenever a column is added, renamed or retyped; stores migrate
-older databases forward (see `duckdb_store.MIGRATIONS`).
+older databases forward (see `duckdb_schema.MIGRATIONS`, `clickhouse_schema.MIGRATIONS`).
 """
 
 from __future__ import annotations

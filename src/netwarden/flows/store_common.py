@@ -1,0 +1,58 @@
+"""What both flow-store backends share: the table of values `scan_matching` joins with, and
+Parquet files of flow records (export and import)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from typing import Any
+
+import pyarrow as pa  # type: ignore[import-untyped]
+import pyarrow.compute as pc  # type: ignore[import-untyped]
+import pyarrow.parquet as pq  # type: ignore[import-untyped]
+
+from netwarden.errors import InputError, UsageError
+from netwarden.flows.schema import FLOW_COLUMNS, FLOW_SCHEMA, conform
+from netwarden.model.location import Location
+
+#: The one column of the table of values `scan_matching` joins with.
+MATCH_VALUE = "value"
+
+
+def matching_values(column: str, values: Any) -> Any:
+    """`values` as the one-column Arrow table `scan_matching` joins with: typed like the
+    flow column `column`, without nulls (which never match) and without repeats."""
+    if column not in FLOW_COLUMNS:
+        raise UsageError(f"unknown flow column: {column}")
+    field = FLOW_SCHEMA.field(column)
+    if pa.types.is_list(field.type):
+        raise UsageError(f"cannot match values of {column}: it holds lists")
+    try:
+        if isinstance(values, pa.ChunkedArray):
+            values = values.combine_chunks()
+        array = values if isinstance(values, pa.Array) else pa.array(list(values), field.type)
+        array = array.cast(field.type)
+    except (pa.ArrowException, TypeError, ValueError) as error:
+        raise UsageError(f"values to match in {column}: {error}") from None
+    return pa.table({MATCH_VALUE: pc.unique(array.drop_null())})
+
+
+def write_parquet_flows(batches: Iterable[Any], path: str) -> int:
+    """Write Arrow record batches of flow records to one Parquet file; returns the row count."""
+    written = 0
+    with pq.ParquetWriter(path, FLOW_SCHEMA, compression="zstd") as writer:
+        for batch in batches:
+            writer.write_batch(batch)
+            written += batch.num_rows
+    return written
+
+
+def read_parquet_flows(path: str) -> Any:
+    """A Parquet file's flow columns, conformed to FLOW_SCHEMA (errors name the file)."""
+    if not os.path.exists(path):
+        raise InputError(Location(path), "no such file")
+    try:
+        table = pq.read_table(path)
+        return conform(table.select([c for c in table.column_names if c in FLOW_COLUMNS]))
+    except (pa.ArrowException, ValueError) as error:
+        raise InputError(Location(path), f"not a flow Parquet file: {error}") from None
