@@ -24,15 +24,11 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
-import tempfile
 import time
-from collections.abc import Callable
 from dataclasses import replace
-from typing import Any, TypeVar
+from typing import Any
 
-from bench_replay import conversations, flow_table
-from generate import generate_cluster
+from bench_replay import timed, with_store
 from netwarden.analysis.preview import preview_store
 from netwarden.analysis.recommend import (
     RECOMMEND_COLUMNS,
@@ -40,23 +36,8 @@ from netwarden.analysis.recommend import (
     recommend,
     recommend_store,
 )
-from netwarden.dialects import load_text
-from netwarden.flows.store import FlowStore, open_store
+from netwarden.flows.store import FlowStore
 from netwarden.model import ClusterState
-
-T = TypeVar("T")
-
-
-def timed(runs: int, work: Callable[[], T]) -> tuple[float, float, T]:
-    """Median wall seconds and median CPU seconds (all threads) of `runs` calls, and the last
-    call's result. CPU time shows the work when other processes share the cores."""
-    times, cpu = [], []
-    for _ in range(runs):
-        start, start_cpu = time.perf_counter(), time.process_time()
-        result = work()
-        times.append(time.perf_counter() - start)
-        cpu.append(time.process_time() - start_cpu)
-    return statistics.median(times), statistics.median(cpu), result
 
 
 def main() -> None:
@@ -73,18 +54,7 @@ def main() -> None:
     if args.quick:
         args.pods, args.policies, args.flows, args.conversations = 300, 60, 200_000, 5_000
 
-    cluster = load_text(generate_cluster(args.pods, args.policies, args.seed)).cluster
-    made = time.perf_counter()
-    table = flow_table(conversations(cluster, args.conversations, args.seed), args.flows, args.seed)
-    made = time.perf_counter() - made
-    with tempfile.TemporaryDirectory(prefix="netwarden-bench-recommend-") as directory:
-        store = open_store(
-            f"duckdb:{directory}/flows.duckdb" if args.backend == "duckdb" else f"chdb:{directory}"
-        )
-        try:
-            run(args, cluster, table, store, made)
-        finally:
-            store.close()
+    with_store(args, "recommend", run)
 
 
 def run(

@@ -173,11 +173,22 @@ def main() -> None:
         args.pods, args.policies, args.flows = 300, 60, 200_000
         args.conversations, args.sample, args.runs = 5_000, 2_000, 1
 
+    with_store(args, "replay", run)
+
+
+def with_store(
+    args: argparse.Namespace,
+    name: str,
+    run: Callable[[argparse.Namespace, ClusterState, Any, FlowStore, float], None],
+) -> None:
+    """Generate the cluster and its flow records (`--pods --policies --conversations --flows
+    --seed`), open an empty store of `--backend` in a scratch folder and hand them to `run`
+    with the seconds making the records took; the store is closed and removed after."""
     cluster = load_text(generate_cluster(args.pods, args.policies, args.seed)).cluster
     made = time.perf_counter()
     table = flow_table(conversations(cluster, args.conversations, args.seed), args.flows, args.seed)
     made = time.perf_counter() - made
-    with tempfile.TemporaryDirectory(prefix="netwarden-bench-replay-") as directory:
+    with tempfile.TemporaryDirectory(prefix=f"netwarden-bench-{name}-") as directory:
         store = open_store(
             f"duckdb:{directory}/flows.duckdb" if args.backend == "duckdb" else f"chdb:{directory}"
         )
