@@ -38,12 +38,13 @@ from netwarden.flows.clickhouse_schema import (
     migrate,
     stored_version,
 )
-from netwarden.flows.duckdb_fold import check_fold_columns, fold_schema
 from netwarden.flows.filter import FlowFilter, to_micros
 from netwarden.flows.schema import COUNTER_COLUMNS, FLOW_COLUMNS, FLOW_SCHEMA, conform
 from netwarden.flows.store import FOLD_FIRST, FOLD_RECORDS, Aggregate, RetentionResult
 from netwarden.flows.store_common import (
     MATCH_VALUE,
+    check_fold_columns,
+    fold_schema,
     matching_values,
     read_parquet_flows,
     write_parquet_flows,

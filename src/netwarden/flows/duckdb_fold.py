@@ -25,39 +25,13 @@ import numpy as np
 import pyarrow as pa  # type: ignore[import-untyped]
 import pyarrow.compute as pc  # type: ignore[import-untyped]
 
-from netwarden.errors import UsageError
-from netwarden.flows.schema import COUNTER_COLUMNS, FLOW_COLUMNS, FLOW_SCHEMA, LIST_COLUMNS
+from netwarden.flows.schema import FLOW_SCHEMA
 from netwarden.flows.store import FOLD_FIRST, FOLD_RECORDS
+from netwarden.flows.store_common import check_fold_columns, fold_schema
 
 #: Text keys are hashed in bundles; every combination of a bundle's values (at most this
 #: many) is checked for a hash of its own.
 _BUNDLE_LIMIT = 1 << 18
-
-
-def check_fold_columns(keys: Sequence[str], sums: Sequence[str]) -> None:
-    """Keys are distinct scalar flow columns (at least one), sums are counter columns."""
-    if not keys:
-        raise UsageError("a fold needs at least one key column")
-    unknown = [k for k in (*keys, *sums) if k not in FLOW_COLUMNS]
-    if unknown:
-        raise UsageError(f"unknown flow column(s): {', '.join(unknown)}")
-    if len(set(keys)) < len(keys):
-        raise UsageError(f"fold keys repeat a column: {', '.join(keys)}")
-    lists = [k for k in keys if k in LIST_COLUMNS]
-    if lists:
-        raise UsageError(f"cannot fold by list column(s): {', '.join(lists)}")
-    not_counters = [s for s in sums if s not in COUNTER_COLUMNS]
-    if not_counters:
-        raise UsageError(f"only counter columns add up: not {', '.join(not_counters)}")
-
-
-def fold_schema(keys: Sequence[str], sums: Sequence[str]) -> Any:
-    """The Arrow schema of a fold's result (text keys as plain strings)."""
-    fields = [FLOW_SCHEMA.field(k) for k in keys]
-    fields.append(pa.field(FOLD_RECORDS, pa.int64()))
-    fields.append(pa.field(FOLD_FIRST, FLOW_SCHEMA.field("start_time").type))
-    fields += [pa.field(s, pa.int64()) for s in sums]
-    return pa.schema(fields)
 
 
 def fold_duckdb(

@@ -1,10 +1,10 @@
-"""What both flow-store backends share: the table of values `scan_matching` joins with, and
-Parquet files of flow records (export and import)."""
+"""What both flow-store backends share: the checks and result schema of `fold`, the table of
+values `scan_matching` joins with, and Parquet files of flow records (export and import)."""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import pyarrow as pa  # type: ignore[import-untyped]
@@ -12,8 +12,42 @@ import pyarrow.compute as pc  # type: ignore[import-untyped]
 import pyarrow.parquet as pq  # type: ignore[import-untyped]
 
 from netwarden.errors import InputError, UsageError
-from netwarden.flows.schema import FLOW_COLUMNS, FLOW_SCHEMA, conform
+from netwarden.flows.schema import (
+    COUNTER_COLUMNS,
+    FLOW_COLUMNS,
+    FLOW_SCHEMA,
+    LIST_COLUMNS,
+    conform,
+)
+from netwarden.flows.store import FOLD_FIRST, FOLD_RECORDS
 from netwarden.model.location import Location
+
+
+def check_fold_columns(keys: Sequence[str], sums: Sequence[str]) -> None:
+    """Keys are distinct scalar flow columns (at least one), sums are counter columns."""
+    if not keys:
+        raise UsageError("a fold needs at least one key column")
+    unknown = [k for k in (*keys, *sums) if k not in FLOW_COLUMNS]
+    if unknown:
+        raise UsageError(f"unknown flow column(s): {', '.join(unknown)}")
+    if len(set(keys)) < len(keys):
+        raise UsageError(f"fold keys repeat a column: {', '.join(keys)}")
+    lists = [k for k in keys if k in LIST_COLUMNS]
+    if lists:
+        raise UsageError(f"cannot fold by list column(s): {', '.join(lists)}")
+    not_counters = [s for s in sums if s not in COUNTER_COLUMNS]
+    if not_counters:
+        raise UsageError(f"only counter columns add up: not {', '.join(not_counters)}")
+
+
+def fold_schema(keys: Sequence[str], sums: Sequence[str]) -> Any:
+    """The Arrow schema of a fold's result (text keys as plain strings)."""
+    fields = [FLOW_SCHEMA.field(k) for k in keys]
+    fields.append(pa.field(FOLD_RECORDS, pa.int64()))
+    fields.append(pa.field(FOLD_FIRST, FLOW_SCHEMA.field("start_time").type))
+    fields += [pa.field(s, pa.int64()) for s in sums]
+    return pa.schema(fields)
+
 
 #: The one column of the table of values `scan_matching` joins with.
 MATCH_VALUE = "value"
