@@ -4,7 +4,8 @@ One run; the tool's rules are the whole lint catalogue (id, name, title, fix hin
 level); one result per finding, at its file:line, with `relatedLocations` for the rules that
 shadow it or the policies it concerns. Levels: error, warning, and `note` for info. Paths are
 written as given (relative stays relative to where lint ran); a stable fingerprint is the
-check id and the finding's subject. The envelope (`$schema`) is the one `verify` writes.
+check id and the finding's subject. The envelope is the one `verify` writes
+(`report_sarif.sarif_run`).
 """
 
 from __future__ import annotations
@@ -13,9 +14,8 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from netwarden import __version__
 from netwarden.analysis.lint_catalogue import CHECKS, Finding
-from netwarden.analysis.report_sarif import SCHEMA_URI, sarif_location
+from netwarden.analysis.report_sarif import sarif_location, sarif_run
 
 
 def render_sarif(findings: Sequence[Finding]) -> str:
@@ -35,23 +35,7 @@ def sarif_log(findings: Sequence[Finding]) -> dict[str, Any]:
         }
         for check in CHECKS.values()
     ]
-    return {
-        "$schema": SCHEMA_URI,
-        "version": "2.1.0",
-        "runs": [
-            {
-                "tool": {
-                    "driver": {
-                        "name": "netwarden",
-                        "version": __version__,
-                        "rules": rules,
-                    }
-                },
-                "invocations": [{"executionSuccessful": True}],
-                "results": [_result(found, ids.index(found.id)) for found in findings],
-            }
-        ],
-    }
+    return sarif_run(rules, [_result(found, ids.index(found.id)) for found in findings])
 
 
 def _result(found: Finding, rule_index: int) -> dict[str, Any]:

@@ -48,24 +48,26 @@ def sarif_log(results: Sequence[RequirementResult]) -> dict[str, Any]:
         }
         for kind, text in RULES.items()
     ]
+    return sarif_run(
+        rules,
+        [
+            _result(result, kinds.index(result.requirement.kind))
+            for result in results
+            if not result.holds
+        ],
+    )
+
+
+def sarif_run(rules: list[dict[str, Any]], results: list[dict[str, Any]]) -> dict[str, Any]:
+    """A SARIF 2.1.0 log of one netwarden run: the tool's `rules` and what it found."""
     return {
         "$schema": SCHEMA_URI,
         "version": "2.1.0",
         "runs": [
             {
-                "tool": {
-                    "driver": {
-                        "name": "netwarden",
-                        "version": __version__,
-                        "rules": rules,
-                    }
-                },
+                "tool": {"driver": {"name": "netwarden", "version": __version__, "rules": rules}},
                 "invocations": [{"executionSuccessful": True}],
-                "results": [
-                    _result(result, kinds.index(result.requirement.kind))
-                    for result in results
-                    if not result.holds
-                ],
+                "results": results,
             }
         ],
     }
