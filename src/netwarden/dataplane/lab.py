@@ -17,6 +17,7 @@ per thread (`netns.py`), which no library is needed for either.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import re
 import select
@@ -43,6 +44,7 @@ from netwarden.dataplane.lab_plan import (
     lab_prefix,
 )
 from netwarden.dataplane.netns import NETNS_DIR, write_sysctl
+from netwarden.dataplane.nft_ruleset import Ruleset
 from netwarden.dataplane.nft_update import LoadedRuleset
 from netwarden.errors import LabError
 from netwarden.model import TCP, UDP
@@ -85,6 +87,20 @@ class AppliedRuleset:
     elements: int
     sha256: str
     loaded: LoadedRuleset | None = None
+
+    @classmethod
+    def of(cls, node: str, netns: str, ruleset: Ruleset) -> AppliedRuleset:
+        """What the lab state keeps of `ruleset` once it is loaded in `netns`."""
+        return cls(
+            node,
+            netns,
+            ruleset.chains,
+            ruleset.rules,
+            ruleset.sets,
+            ruleset.elements,
+            hashlib.sha256(ruleset.script.encode()).hexdigest(),
+            LoadedRuleset.of(ruleset),
+        )
 
 
 @dataclass(frozen=True)

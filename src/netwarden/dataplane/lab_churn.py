@@ -21,7 +21,6 @@ connection's endpoints from the inventory as it was when the connection started.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import re
 import time
 from collections.abc import Sequence
@@ -58,7 +57,7 @@ from netwarden.dataplane.lab_plan import (
     netns_name,
 )
 from netwarden.dataplane.netns import write_sysctl
-from netwarden.dataplane.nft_update import AppliedUpdate, LoadedRuleset, apply_update
+from netwarden.dataplane.nft_update import AppliedUpdate, apply_update
 from netwarden.dialects import load_documents
 from netwarden.errors import LabError
 from netwarden.model import ClusterState, Endpoint, EndpointKind
@@ -377,18 +376,7 @@ def _enforce(
         if flush:
             flush_conntrack(node.netns)
         updates.append(NodeUpdate(node.name, done))
-        applied.append(
-            AppliedRuleset(
-                node.name,
-                node.netns,
-                ruleset.chains,
-                ruleset.rules,
-                ruleset.sets,
-                ruleset.elements,
-                hashlib.sha256(ruleset.script.encode()).hexdigest(),
-                LoadedRuleset.of(ruleset),
-            )
-        )
+        applied.append(AppliedRuleset.of(node.name, node.netns, ruleset))
     return tuple(applied), updates
 
 

@@ -10,7 +10,6 @@ nodes' connection tracking (so every later probe is decided by the new ruleset).
 
 from __future__ import annotations
 
-import hashlib
 import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
@@ -22,7 +21,6 @@ from netwarden.dataplane.apply import check_ruleset, flush_conntrack
 from netwarden.dataplane.lab import AppliedRuleset, SourceText
 from netwarden.dataplane.lab_plan import LabNode, LabPlan
 from netwarden.dataplane.lab_probe import ProbeOutcome, ProbeResult
-from netwarden.dataplane.nft_update import LoadedRuleset
 from netwarden.dataplane.nftables import Ruleset, compile_ruleset
 from netwarden.dialects.source import Document, expand_paths, read_text
 from netwarden.engine import evaluate
@@ -128,18 +126,7 @@ def enforce_lab(
         load_ruleset(node.netns, ruleset.script)
         if flush:
             flush_conntrack(node.netns)
-        applied.append(
-            AppliedRuleset(
-                node.name,
-                node.netns,
-                ruleset.chains,
-                ruleset.rules,
-                ruleset.sets,
-                ruleset.elements,
-                hashlib.sha256(ruleset.script.encode()).hexdigest(),
-                LoadedRuleset.of(ruleset),
-            )
-        )
+        applied.append(AppliedRuleset.of(node.name, node.netns, ruleset))
     return tuple(applied)
 
 
