@@ -48,6 +48,7 @@ except ModuleNotFoundError:
         normalize,
         subtract,
     )
+from netwarden.analysis.atoms import enforced_rules
 from netwarden.engine import PolicyEngine, evaluate
 from netwarden.engine.batch import ProbeBatch
 from netwarden.model import (
@@ -65,19 +66,10 @@ from netwarden.model import (
 IPV4_LAST = 2**32 - 1
 
 
-def _rules(cluster: ClusterState) -> Iterator[Rule]:
-    for policy in cluster.enforced_policies:
-        yield from policy.ingress or ()
-        yield from policy.egress or ()
-    for profile in cluster.profiles:
-        yield from profile.ingress
-        yield from profile.egress
-
-
 def port_atoms(cluster: ClusterState) -> dict[int, list[Interval]]:
     """Per ported protocol, the port ranges no rule and no named port tells apart."""
     cuts: dict[int, set[int]] = {protocol: {1, 65536} for protocol in PORTED}
-    for rule in _rules(cluster):
+    for rule in enforced_rules(cluster):
         for match in (*rule.ports, *rule.not_ports):
             if match.ports is None:
                 continue
@@ -101,7 +93,7 @@ def protocol_atoms(cluster: ClusterState) -> list[Intervals]:
     """Portless protocols in classes no rule tells apart: each one a rule names (and ICMP),
     then all the rest together."""
     named = {ICMP}
-    for rule in _rules(cluster):
+    for rule in enforced_rules(cluster):
         named.update(m.protocol for m in (*rule.ports, *rule.not_ports) if m.protocol is not None)
         named.update(p for p in (rule.protocol, rule.not_protocol) if p is not None)
     singles = normalize((p, p) for p in named if p not in PORTED)
@@ -121,7 +113,7 @@ def address_atoms(cluster: ClusterState) -> list[IPRange]:
     """The IPv4 space cut at every block a rule or network set names, and around each node
     and Service address (node peers and Calico service matches look at those)."""
     cuts = {0, IPV4_LAST + 1}
-    networks = [n for rule in _rules(cluster) for n in _networks(rule)]
+    networks = [n for rule in enforced_rules(cluster) for n in _networks(rule)]
     networks += [n for s in cluster.network_sets for n in s.nets if isinstance(n, IPv4Network)]
     for network in networks:
         cuts.update((int(network[0]), int(network[-1]) + 1))

@@ -122,7 +122,8 @@ class PortAtoms(NamedTuple):
         return np.array(found, dtype=np.int64)
 
 
-def _rules(cluster: ClusterState) -> Iterator[Rule]:
+def enforced_rules(cluster: ClusterState) -> Iterator[Rule]:
+    """Every rule of the enforced policies and the profiles, ingress then egress of each."""
     for policy in cluster.enforced_policies:
         yield from policy.ingress or ()
         yield from policy.egress or ()
@@ -142,7 +143,7 @@ def port_atoms(cluster: ClusterState) -> PortAtoms:
                 cuts[p].update((start, end + 1))
 
     matches: list[PortMatch] = []
-    for rule in _rules(cluster):
+    for rule in enforced_rules(cluster):
         protocols.update(p for p in (rule.protocol, rule.not_protocol) if p is not None)
         matches += rule.ports + rule.not_ports
     for match in matches:
@@ -196,7 +197,7 @@ def _networks(cluster: ClusterState) -> Iterator[IPNetwork]:
             yield from match.nets
             yield from match.not_nets
 
-    for rule in _rules(cluster):
+    for rule in enforced_rules(cluster):
         yield from entity(rule.local)
         for peer in rule.peers:
             if isinstance(peer, NetworkPeer):
@@ -242,14 +243,14 @@ def ip_atoms(cluster: ClusterState, families: tuple[int, ...] = (4, 6)) -> list[
         held = sorted(known[version])
         bounds = sorted(cuts[version])
         for low, high in pairwise(bounds):
-            first = _first_free(low, high - 1, held)
+            first = first_free(low, high - 1, held)
             if first is not None:
                 whole = IPRange(_address(version, low), _address(version, high - 1))
                 atoms.append(IPAtom(whole, _address(version, first)))
     return atoms
 
 
-def _first_free(low: int, high: int, held: list[int]) -> int | None:
+def first_free(low: int, high: int, held: list[int]) -> int | None:
     """The first of low..high not in the sorted `held`."""
     at = bisect_left(held, low)
     candidate = low

@@ -14,7 +14,6 @@
 
 from __future__ import annotations
 
-from bisect import bisect_left
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv6Address
@@ -22,7 +21,7 @@ from itertools import pairwise
 
 import numpy as np
 
-from netwarden.analysis.atoms import IPRange, PortAtoms
+from netwarden.analysis.atoms import IPRange, PortAtoms, first_free
 from netwarden.analysis.connectivity import ConnectivityMap
 from netwarden.analysis.portset import full_range
 from netwarden.engine.endpoint_vectors import Ints, Mask
@@ -75,13 +74,8 @@ class InCluster:
         return self._first_outside(version, low, high)
 
     def _first_outside(self, version: int, low: int, high: int) -> IPAddress | None:
-        held = self.held[version]
-        at = bisect_left(held, low)
-        candidate = low
-        while at < len(held) and held[at] == candidate:
-            candidate += 1
-            at += 1
-        if candidate > high:
+        candidate = first_free(low, high, self.held[version])
+        if candidate is None:
             return None
         return IPv4Address(candidate) if version == 4 else IPv6Address(candidate)
 

@@ -15,7 +15,7 @@ from ipaddress import ip_address
 
 import numpy as np
 
-from netwarden.analysis.atoms import PortAtoms
+from netwarden.analysis.atoms import PortAtoms, enforced_rules
 from netwarden.analysis.requirements_search import PREFERRED_START, InCluster, atom_rank
 from netwarden.model import (
     PORTED_PROTOCOLS,
@@ -26,19 +26,9 @@ from netwarden.model import (
     NetworkPeer,
     PortMatch,
     PortRange,
-    Rule,
 )
 
 _LAST = {4: (1 << 32) - 1, 6: (1 << 128) - 1}
-
-
-def _rules(cluster: ClusterState) -> Iterator[Rule]:
-    for policy in cluster.enforced_policies:
-        yield from policy.ingress or ()
-        yield from policy.egress or ()
-    for profile in cluster.profiles:
-        yield from profile.ingress
-        yield from profile.egress
 
 
 def _named_networks(cluster: ClusterState) -> Iterator[IPNetwork]:
@@ -46,7 +36,7 @@ def _named_networks(cluster: ClusterState) -> Iterator[IPNetwork]:
         if match is not None:
             yield from (*match.nets, *match.not_nets)
 
-    for rule in _rules(cluster):
+    for rule in enforced_rules(cluster):
         yield from entity(rule.local)
         for peer in rule.peers:
             if isinstance(peer, NetworkPeer):
@@ -82,7 +72,7 @@ def unnamed_address(cluster: ClusterState, in_cluster: InCluster) -> IPAddress:
 
 
 def _named_ports(cluster: ClusterState) -> Iterator[PortMatch]:
-    for rule in _rules(cluster):
+    for rule in enforced_rules(cluster):
         yield from rule.ports
         yield from rule.not_ports
     # A named port may resolve to any port an endpoint declares.
