@@ -81,3 +81,28 @@ def test_protocol_names_by_lookup_and_beyond_the_table() -> None:
     assert protocol_names(numbers).to_pylist() == list(expected.values())
     out_of_range = pa.chunked_array([[6], [300]], pa.int64())
     assert protocol_names(out_of_range).to_pylist() == ["tcp", "300"]
+
+
+def test_windows_line_endings_are_read_on_the_fast_path(tmp_path: Path) -> None:
+    path = tmp_path / "crlf.log"
+    path.write_bytes(
+        (HEADER + "".join(_record(i) for i in range(5))).replace("\n", "\r\n").encode()
+    )
+    result = vpc.read(str(path))
+    assert (result.records_in, result.stored, result.rejected) == (5, 5, ())
+    assert result.table.column("action").unique().to_pylist() == ["allow"]
+
+
+def test_a_stray_carriage_return_is_one_bad_line_with_its_number(tmp_path: Path) -> None:
+    # The CSV reader ends a row at a lone `\r`: two good records joined by one make two rows
+    # for the reader but one line (of 27 fields) for the log, and later lines keep their numbers.
+    lines = [_record(i) for i in range(6)]
+    lines[3] = _record(3).rstrip("\n") + "\r" + _record(99)
+    path = tmp_path / "cr.log"
+    path.write_text(HEADER + "".join(lines), newline="")
+    result = vpc.read(str(path))
+    assert (result.records_in, result.stored) == (6, 5)
+    assert [(r.line, r.reason) for r in result.rejected] == [
+        (5, "27 fields, the log format has 14")
+    ]
+    assert result.table.column("bytes_out").to_pylist() == [100, 101, 102, 104, 105]

@@ -70,6 +70,14 @@ def read_bytes(path: str) -> bytes:
         return handle.read()
 
 
+def read_first_line(path: str) -> bytes:
+    """The file's first line with its newline (the whole file if it has none)."""
+    if not os.path.isfile(path):
+        raise InputError(Location(path), "no such file")
+    with open(path, "rb") as handle:
+        return handle.readline()
+
+
 @dataclass(frozen=True)
 class JsonRows:
     """JSON lines parsed against a schema: `table` rows come from the 1-based `lines`."""
@@ -112,17 +120,22 @@ def _read_json_duckdb(path: str, schema: Any) -> Any:
         connection.close()
 
 
-def file_record_line_numbers(path: str, rows: int) -> Any:
-    """`record_line_numbers` for a file a reader has already parsed: its lines are counted
-    block by block (no copy of the whole file in memory); the file is read whole only when
-    blank lines make the numbering differ."""
+def count_lines(path: str) -> int:
+    """Lines in a file (an unterminated last one counts), counted block by block: no copy of
+    the whole file in memory."""
     block = np.empty(_COUNT_BLOCK, dtype=np.uint8)
     newlines, last = 0, 10
     with open(path, "rb", buffering=0) as handle:
         while size := handle.readinto(block.data):
             newlines += int(np.count_nonzero(block[:size] == 10))  # numpy: 3x bytes.count
             last = int(block[size - 1])
-    if rows == newlines + (last != 10):  # no blank lines: row i is line i + 1
+    return newlines + (last != 10)
+
+
+def file_record_line_numbers(path: str, rows: int) -> Any:
+    """`record_line_numbers` for a file a reader has already parsed; the file is read whole
+    only when blank lines make the numbering differ."""
+    if rows == count_lines(path):  # no blank lines: row i is line i + 1
         return np.arange(1, rows + 1, dtype=np.int64)
     return record_line_numbers(read_bytes(path), rows)
 

@@ -15,6 +15,7 @@ gives the reporter, the instance (else interface) id the host.
 
 from __future__ import annotations
 
+import os
 import re
 from typing import Any
 
@@ -28,10 +29,12 @@ from netwarden.errors import InputError, UsageError
 from netwarden.flows.importers.common import (
     ImportResult,
     Rejection,
+    count_lines,
     epoch_seconds,
     finish,
     protocol_names,
     read_bytes,
+    read_first_line,
     reject_rows,
 )
 from netwarden.model.location import Location
@@ -64,7 +67,6 @@ _USED_FIELDS = frozenset(
     }
 )  # fmt: skip
 _NUMBER = r"^[0-9]{1,18}$"
-_NOT_BLANK = re.compile(rb"\S")
 
 
 def parse_format(log_format: str) -> list[str]:
@@ -86,10 +88,10 @@ def parse_format(log_format: str) -> list[str]:
 
 def read(path: str, log_format: str | None = None) -> ImportResult:
     """Read a VPC flow log file: Parquet (by its magic bytes) or text."""
-    data = read_bytes(path)
-    if data[:4] == b"PAR1":
+    first_line = read_first_line(path)
+    if first_line[:4] == b"PAR1":
         return _read_parquet(path)
-    return _read_text(path, data, log_format)
+    return _read_text(path, first_line, log_format)
 
 
 def _line_layout(data: bytes) -> tuple[Any, Any, Any]:
@@ -112,19 +114,17 @@ def _line_layout(data: bytes) -> tuple[Any, Any, Any]:
     return starts, ends, np.where(blank, 0, fields)
 
 
-def _read_text(path: str, data: bytes, log_format: str | None) -> ImportResult:
-    fields, header_line = _fields(path, data, log_format)
-    # The body as a zero-copy slice of the file's bytes: slicing `data` would copy it.
-    body_start = data.find(b"\n") + 1 if header_line else 0
-    if (header_line and body_start == 0) or not _NOT_BLANK.search(data, body_start):
-        return finish(path, 0, {}, [])  # a header alone, blank lines or nothing: no records
-    body = pa.py_buffer(data).slice(body_start)
-    fast = _fast_path(data, body, fields, header_line)
+def _read_text(path: str, first_line: bytes, log_format: str | None) -> ImportResult:
+    fields, header_line = _fields(path, first_line, log_format)
+    if os.path.getsize(path) == (len(first_line) if header_line else 0):
+        return finish(path, 0, {}, [])  # a header alone, or nothing: no records
+    fast = _fast_path(path, fields, header_line)
     if fast is not None:
         table, numbers = fast
         return _convert(path, table, numbers, len(numbers), [])
-    # Some line has the wrong number of fields (or blank lines shift the numbering): find
-    # every line's extent and field count, keep the good lines, report the others.
+    # Some line has the wrong number of fields or is blank: read the whole file, find every
+    # line's extent and field count, keep the good lines, report the others.
+    data = read_bytes(path)
     starts, ends, counts = _line_layout(data)
     line_numbers = np.arange(1, len(starts) + 1)
     present = counts > 0  # blank lines are not records
@@ -144,12 +144,10 @@ def _read_text(path: str, data: bytes, log_format: str | None) -> ImportResult:
     return _convert(path, table, line_numbers[good], records_in, rejected)
 
 
-def _fields(path: str, data: bytes, log_format: str | None) -> tuple[list[str], int]:
+def _fields(path: str, first_line: bytes, log_format: str | None) -> tuple[list[str], int]:
     """The log format's fields and the header's line number (0: no header). An S3 file's
     first line names the fields; it must agree with a format given explicitly."""
-    first_line = data[: data.find(b"\n")] if b"\n" in data else data
-    first_text = first_line.decode("utf-8", "replace").rstrip("\r")
-    header = first_text.split(" ")
+    header = first_line.decode("utf-8", "replace").rstrip("\r\n").split(" ")
     if header[0] not in KNOWN_FIELDS:
         return parse_format(log_format or DEFAULT_FORMAT), 0
     fields = parse_format(log_format or " ".join(f"${{{name}}}" for name in header))
@@ -160,11 +158,10 @@ def _fields(path: str, data: bytes, log_format: str | None) -> tuple[list[str], 
     return fields, 1
 
 
-def _fast_path(
-    data: bytes, body: Any, fields: list[str], header_line: int
-) -> tuple[Any, Any] | None:
-    """The common case, one multi-threaded CSV read of the whole body; None when a line has
-    the wrong field count or blank lines make row numbers differ from line numbers."""
+def _fast_path(path: str, fields: list[str], header_line: int) -> tuple[Any, Any] | None:
+    """The common case, one multi-threaded CSV read of the file straight from disk (read and
+    parsed in blocks on all cores, never held whole in memory); None when a line has the
+    wrong field count or is blank."""
     invalid = 0
 
     def count_invalid(_row: Any) -> str:
@@ -172,36 +169,28 @@ def _fast_path(
         invalid += 1
         return "skip"
 
-    table = _parse_csv(body, fields, count_invalid)
-    # Lines in the body: its newlines, plus an unterminated last one.
-    lines = _count_newlines(data) - (1 if header_line else 0)
-    if len(body) and data[-1:] != b"\n":
-        lines += 1
-    if invalid or table.num_rows != lines:
+    table = _parse_csv(path, fields, count_invalid, skip_rows=header_line)
+    if invalid:
+        return None
+    # The reader skips empty lines and ends rows at a lone `\r` too: row numbers are line
+    # numbers only when rows and lines agree in number.
+    lines = count_lines(path) - header_line
+    if table.num_rows != lines:
         return None
     return table, np.arange(1 + header_line, lines + 1 + header_line, dtype=np.int64)
 
 
-def _count_newlines(data: bytes) -> int:
-    """`data.count(b"\\n")`, 3-4x faster with numpy; in blocks, because one comparison over
-    the whole file would allocate a mask as large as the file."""
-    raw = np.frombuffer(data, dtype=np.uint8)
-    block = 1 << 22
-    return sum(
-        int(np.count_nonzero(raw[start : start + block] == 10))
-        for start in range(0, len(raw), block)
-    )
-
-
-def _parse_csv(body: Any, fields: list[str], on_invalid: Any = None) -> Any:
+def _parse_csv(source: Any, fields: list[str], on_invalid: Any = None, skip_rows: int = 0) -> Any:
     """The records as a table: integers typed by the CSV reader when they all parse (the
     common case), else every field as text for `_convert` to check value by value.
 
-    `body` is an Arrow buffer: the reader then splits it into blocks and parses them on all
-    cores (a Python file object would be read through the GIL, block by block). Only the
-    fields `_convert` uses are converted.
+    `source` is a path or an Arrow buffer: the reader splits it into blocks and parses them
+    on all cores (a Python file object would be read through the GIL, block by block). A
+    path is opened as plain bytes: no decompression guessed from its name, and no memory
+    map (a log truncated under it, as logrotate's copytruncate does, would be SIGBUS).
+    Only the fields `_convert` uses are converted.
     """
-    read_options = pcsv.ReadOptions(column_names=fields, block_size=1 << 22)
+    read_options = pcsv.ReadOptions(column_names=fields, block_size=1 << 22, skip_rows=skip_rows)
     parse_options = pcsv.ParseOptions(
         delimiter=" ", quote_char=False, invalid_row_handler=on_invalid
     )
@@ -214,8 +203,10 @@ def _parse_csv(body: Any, fields: list[str], on_invalid: Any = None) -> Any:
             strings_can_be_null=True,
             include_columns=used,
         )
+        stream = pa.OSFile(source) if isinstance(source, str) else pa.BufferReader(source)
         try:
-            return pcsv.read_csv(pa.BufferReader(body), read_options, parse_options, convert)
+            with stream:
+                return pcsv.read_csv(stream, read_options, parse_options, convert)
         except pa.ArrowInvalid:
             continue  # a value that is not a number: read as text, reject it by line
     raise AssertionError("reading every field as text cannot fail on field counts checked before")
