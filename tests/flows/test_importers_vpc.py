@@ -4,11 +4,13 @@ the file is found, and files that hold no records say so."""
 
 from __future__ import annotations
 
+import gzip
 from pathlib import Path
 
 import pyarrow as pa
 import pytest
 
+from netwarden.errors import InputError
 from netwarden.flows.importers import vpc
 from netwarden.flows.importers.common import protocol_names
 
@@ -106,3 +108,29 @@ def test_a_stray_carriage_return_is_one_bad_line_with_its_number(tmp_path: Path)
         (5, "27 fields, the log format has 14")
     ]
     assert result.table.column("bytes_out").to_pylist() == [100, 101, 102, 104, 105]
+
+
+def test_gzip_files_as_s3_delivers_them(tmp_path: Path, big_log: list[str]) -> None:
+    lines = list(big_log)
+    lines[30_000] = lines[30_000].replace(" ACCEPT OK", " ACCEPT")
+    text = HEADER + "".join(lines)
+    plain, packed = tmp_path / "flows.log", tmp_path / "123_vpcflowlogs_eu-west-1_fl-1.log.gz"
+    plain.write_text(text)
+    packed.write_bytes(gzip.compress(text.encode()))
+    expected, result = vpc.read(str(plain)), vpc.read(str(packed))
+    assert (result.records_in, result.stored) == (60_000, 59_999)
+    assert result.rejected == expected.rejected
+    assert [(r.line, r.reason) for r in result.rejected] == [
+        (30_002, "13 fields, the log format has 14")
+    ]
+    assert result.table.equals(expected.table)
+
+
+def test_a_plain_file_named_gz_and_a_broken_gzip_file(tmp_path: Path) -> None:
+    named = tmp_path / "plain.log.gz"  # the bytes decide, not the name
+    named.write_text(HEADER + _record(0))
+    assert vpc.read(str(named)).stored == 1
+    broken = tmp_path / "broken.log.gz"
+    broken.write_bytes(gzip.compress((HEADER + _record(0)).encode())[:30])
+    with pytest.raises(InputError, match=r"broken\.log\.gz: not a readable gzip file"):
+        vpc.read(str(broken))

@@ -2,8 +2,9 @@
 of versions 2 to 5 and later), and the Parquet files AWS delivers to S3.
 
 Text records are space-separated fields in the order of the log format; S3 files start with
-a header line naming the fields (used when no format is given), CloudWatch exports have none
-(the default v2 format is then assumed). `-` means "no value". Records with log-status
+a header line naming the fields (used when no format is given) and are gzip-compressed
+(`.log.gz`, read as they are), CloudWatch exports have no header (the default v2 format is
+then assumed). `-` means "no value". Records with log-status
 NODATA (no traffic in the window) or SKIPDATA (records lost during capture) carry no flow:
 they are reported among the rejected, with that reason, so counts still add up.
 
@@ -15,7 +16,6 @@ gives the reporter, the instance (else interface) id the host.
 
 from __future__ import annotations
 
-import os
 import re
 from typing import Any
 
@@ -29,14 +29,13 @@ from netwarden.errors import InputError, UsageError
 from netwarden.flows.importers.common import (
     ImportResult,
     Rejection,
-    count_lines,
     epoch_seconds,
     finish,
     protocol_names,
-    read_bytes,
     read_first_line,
     reject_rows,
 )
+from netwarden.flows.importers.text_log import TextLog
 from netwarden.model.location import Location
 
 DEFAULT_FORMAT = (
@@ -87,11 +86,10 @@ def parse_format(log_format: str) -> list[str]:
 
 
 def read(path: str, log_format: str | None = None) -> ImportResult:
-    """Read a VPC flow log file: Parquet (by its magic bytes) or text."""
-    first_line = read_first_line(path)
-    if first_line[:4] == b"PAR1":
+    """Read a VPC flow log file: Parquet (by its magic bytes) or text, plain or gzip."""
+    if read_first_line(path)[:4] == b"PAR1":
         return _read_parquet(path)
-    return _read_text(path, first_line, log_format)
+    return _read_text(TextLog.open(path), log_format)
 
 
 def _line_layout(data: bytes) -> tuple[Any, Any, Any]:
@@ -114,17 +112,18 @@ def _line_layout(data: bytes) -> tuple[Any, Any, Any]:
     return starts, ends, np.where(blank, 0, fields)
 
 
-def _read_text(path: str, first_line: bytes, log_format: str | None) -> ImportResult:
+def _read_text(log: TextLog, log_format: str | None) -> ImportResult:
+    path, first_line = log.path, log.first_line()
     fields, header_line = _fields(path, first_line, log_format)
-    if os.path.getsize(path) == (len(first_line) if header_line else 0):
+    if log.size() == (len(first_line) if header_line else 0):
         return finish(path, 0, {}, [])  # a header alone, or nothing: no records
-    fast = _fast_path(path, fields, header_line)
+    fast = _fast_path(log, fields, header_line)
     if fast is not None:
         table, numbers = fast
         return _convert(path, table, numbers, len(numbers), [])
-    # Some line has the wrong number of fields or is blank: read the whole file, find every
+    # Some line has the wrong number of fields or is blank: read the whole text, find every
     # line's extent and field count, keep the good lines, report the others.
-    data = read_bytes(path)
+    data = log.text()
     starts, ends, counts = _line_layout(data)
     line_numbers = np.arange(1, len(starts) + 1)
     present = counts > 0  # blank lines are not records
@@ -158,10 +157,10 @@ def _fields(path: str, first_line: bytes, log_format: str | None) -> tuple[list[
     return fields, 1
 
 
-def _fast_path(path: str, fields: list[str], header_line: int) -> tuple[Any, Any] | None:
-    """The common case, one multi-threaded CSV read of the file straight from disk (read and
-    parsed in blocks on all cores, never held whole in memory); None when a line has the
-    wrong field count or is blank."""
+def _fast_path(log: TextLog, fields: list[str], header_line: int) -> tuple[Any, Any] | None:
+    """The common case, one multi-threaded CSV read of the whole text (a plain file straight
+    from disk, read and parsed in blocks on all cores, never held whole in memory); None when
+    a line has the wrong field count or is blank."""
     invalid = 0
 
     def count_invalid(_row: Any) -> str:
@@ -169,12 +168,12 @@ def _fast_path(path: str, fields: list[str], header_line: int) -> tuple[Any, Any
         invalid += 1
         return "skip"
 
-    table = _parse_csv(path, fields, count_invalid, skip_rows=header_line)
+    table = _parse_csv(log.arrow_source(), fields, count_invalid, skip_rows=header_line)
     if invalid:
         return None
     # The reader skips empty lines and ends rows at a lone `\r` too: row numbers are line
     # numbers only when rows and lines agree in number.
-    lines = count_lines(path) - header_line
+    lines = log.line_count() - header_line
     if table.num_rows != lines:
         return None
     return table, np.arange(1 + header_line, lines + 1 + header_line, dtype=np.int64)
