@@ -127,9 +127,23 @@ def count_lines(path: str) -> int:
     newlines, last = 0, 10
     with open(path, "rb", buffering=0) as handle:
         while size := handle.readinto(block.data):
-            newlines += int(np.count_nonzero(block[:size] == 10))  # numpy: 3x bytes.count
+            newlines += _newlines(block[:size])
             last = int(block[size - 1])
     return newlines + (last != 10)
+
+
+def count_buffer_lines(raw: Any) -> int:
+    """Lines in a numpy array of bytes (an unterminated last one counts)."""
+    return _newlines(raw) + int(len(raw) > 0 and raw[-1] != 10)
+
+
+def _newlines(raw: Any) -> int:
+    """`\\n` bytes in a numpy array, compared block by block: one comparison over the whole
+    array would allocate a mask as large as it. (numpy: 3x `bytes.count`.)"""
+    return sum(
+        int(np.count_nonzero(raw[start : start + _COUNT_BLOCK] == 10))
+        for start in range(0, len(raw), _COUNT_BLOCK)
+    )
 
 
 def file_record_line_numbers(path: str, rows: int) -> Any:

@@ -16,13 +16,18 @@ import numpy as np
 import pyarrow as pa  # type: ignore[import-untyped]
 
 from netwarden.errors import InputError
-from netwarden.flows.importers.common import count_lines, read_bytes, read_first_line
+from netwarden.flows.importers.common import (
+    count_buffer_lines,
+    count_lines,
+    read_bytes,
+    read_first_line,
+)
 from netwarden.model.location import Location
 
 GZIP_MAGIC = b"\x1f\x8b"
 
-#: Bytes per numpy comparison on a decompressed text: one over the whole buffer would allocate
-#: a mask as large as the text.
+#: Bytes per numpy comparison looking for the first line: one over the whole text would
+#: allocate a mask as large as it.
 _BLOCK = 1 << 23
 
 
@@ -61,12 +66,7 @@ class TextLog:
         """Lines, an unterminated last one included."""
         if self.inflated is None:
             return count_lines(self.path)
-        raw = np.frombuffer(self.inflated, dtype=np.uint8)
-        newlines = sum(
-            int(np.count_nonzero(raw[start : start + _BLOCK] == 10))
-            for start in range(0, len(raw), _BLOCK)
-        )
-        return newlines + int(len(raw) > 0 and raw[-1] != 10)
+        return count_buffer_lines(np.frombuffer(self.inflated, dtype=np.uint8))
 
     def arrow_source(self) -> Any:
         """What `pyarrow.csv.read_csv` reads: the path, or the decompressed buffer."""

@@ -4,9 +4,9 @@ of versions 2 to 5 and later), and the Parquet files AWS delivers to S3.
 Text records are space-separated fields in the order of the log format; S3 files start with
 a header line naming the fields (used when no format is given) and are gzip-compressed
 (`.log.gz`, read as they are), CloudWatch exports have no header (the default v2 format is
-then assumed). `-` means "no value". Records with log-status
-NODATA (no traffic in the window) or SKIPDATA (records lost during capture) carry no flow:
-they are reported among the rejected, with that reason, so counts still add up.
+then assumed). `-` means "no value". Records with log-status NODATA (no traffic in the
+window) or SKIPDATA (records lost during capture) carry no flow: they are reported among the
+rejected, with that reason, so counts still add up.
 
 Each record reports one direction as the interface saw it: `bytes`/`packets` become
 `bytes_out`/`packets_out` (source to destination), `pkt-srcaddr`/`pkt-dstaddr` win over the
