@@ -46,6 +46,7 @@ from netwarden.dataplane.lab import (
     save_state,
     server_command,
     state_dir,
+    state_path,
 )
 from netwarden.dataplane.lab_churn import replay
 from netwarden.dataplane.lab_enforce import (
@@ -57,6 +58,7 @@ from netwarden.dataplane.lab_enforce import (
     read_sources,
     source_documents,
 )
+from netwarden.dataplane.lab_lock import lab_lock
 from netwarden.dataplane.lab_manifests import served_ports
 from netwarden.dataplane.lab_plan import LabPlan, check_lab_name, parse_external, plan_lab
 from netwarden.dataplane.lab_probe import (
@@ -169,19 +171,20 @@ def apply_policies(files: FilesOption, name: NameOption = "lab") -> None:
     if not files:
         raise UsageError("no inputs: give manifests with -f FILE or -f DIR")
     require_root()
-    state = _up_state(name)
     sources = read_sources(files)
-    cluster = replay(_load(sources).cluster, state.changes)  # pods added with `lab pod` stay
-    plan = state.plan
-    rulesets = compile_lab(cluster, plan, flow_logs=state.flow_logs)  # collecting: logged
-    inputs = {e.key for e in cluster.endpoints if e.kind is EndpointKind.POD}
-    lab_pods = {e.key for e in plan.endpoints if e.kind is EndpointKind.POD}
-    for key in sorted(lab_pods - inputs):
-        warn(f"{key} is in lab {name} but not in the inputs: its traffic is dropped")
-    for key in sorted(inputs - lab_pods):
-        warn(f"{key} is in the inputs but not in lab {name}: `lab up` again to add it")
-    applied = enforce_lab(rulesets)
-    save_state(replace(state, sources=sources, rulesets=applied))
+    with lab_lock(state_path(check_lab_name(name))):  # from load to save: nobody else changes it
+        state = _up_state(name)
+        cluster = replay(_load(sources).cluster, state.changes)  # pods added with `lab pod` stay
+        plan = state.plan
+        rulesets = compile_lab(cluster, plan, flow_logs=state.flow_logs)  # collecting: logged
+        inputs = {e.key for e in cluster.endpoints if e.kind is EndpointKind.POD}
+        lab_pods = {e.key for e in plan.endpoints if e.kind is EndpointKind.POD}
+        for key in sorted(lab_pods - inputs):
+            warn(f"{key} is in lab {name} but not in the inputs: its traffic is dropped")
+        for key in sorted(inputs - lab_pods):
+            warn(f"{key} is in the inputs but not in lab {name}: `lab up` again to add it")
+        applied = enforce_lab(rulesets)
+        save_state(replace(state, sources=sources, rulesets=applied))
     print_rulesets(applied)
 
 

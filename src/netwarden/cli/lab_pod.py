@@ -3,18 +3,20 @@
 Each command changes the lab's inventory (kept in the lab state), makes or removes the pod's
 namespace, link and server, and updates every node's ruleset with one `nft -f` transaction of
 element changes (see `netwarden.dataplane.lab_churn`); it prints what changed per node.
-While `netwarden collect --lab` runs, the rulesets keep their flow logs.
+While `netwarden collect --lab` runs, the rulesets keep their flow logs. Each command holds
+the lab's lock (`lab_lock`) from reading the lab state to saving it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Annotated
 
 import typer
 
 from netwarden.cli.common import stdout_console
-from netwarden.dataplane.lab import LabState, load_state, require_root
+from netwarden.dataplane.lab import LabState, load_state, require_root, state_path
 from netwarden.dataplane.lab_churn import (
     NodeUpdate,
     add_pod,
@@ -24,6 +26,7 @@ from netwarden.dataplane.lab_churn import (
     parse_label_edits,
     parse_labels,
 )
+from netwarden.dataplane.lab_lock import lab_lock
 from netwarden.dataplane.lab_plan import check_lab_name, parse_ports
 from netwarden.errors import LabError
 
@@ -59,9 +62,10 @@ def add(
     ] = "",
 ) -> None:
     """Add a pod: its policy is loaded before its link exists."""
-    state = _up_state(name)
     served = parse_ports(ports) if ports.strip() else ()
-    state, updates = add_pod(state, pod, parse_labels(labels), node, parse_ip(ip), served)
+    pod_labels, address = parse_labels(labels), parse_ip(ip)
+    with _changing(name) as state:
+        state, updates = add_pod(state, pod, pod_labels, node, address, served)
     added = state.plan.endpoint(pod)
     assert added is not None
     stdout_console(soft_wrap=True).print(
@@ -74,7 +78,8 @@ def add(
 @pod_app.command("del")
 def delete(pod: PodArgument, name: NameOption = "lab") -> None:
     """Delete a pod: its policy goes first (its interface is dropped), then its namespace."""
-    state, updates = delete_pod(_up_state(name), pod)
+    with _changing(name) as state:
+        state, updates = delete_pod(state, pod)
     stdout_console(soft_wrap=True).print(f"pod {pod} deleted")
     _print_updates(state, updates)
 
@@ -89,17 +94,21 @@ def label(
 ) -> None:
     """Set (`k=v`) or remove (`k-`) labels of a pod."""
     set_labels, unset = parse_label_edits(changes)
-    state, updates = label_pod(_up_state(name), pod, set_labels, unset)
+    with _changing(name) as state:
+        state, updates = label_pod(state, pod, set_labels, unset)
     stdout_console(soft_wrap=True).print(f"pod {pod} relabelled")
     _print_updates(state, updates)
 
 
-def _up_state(name: str) -> LabState:
+@contextmanager
+def _changing(name: str) -> Iterator[LabState]:
+    """The lab's state, read with the lab's lock held until the block has saved its change."""
     require_root()
-    state = load_state(check_lab_name(name))
-    if state.status != "up":
-        raise LabError(f"lab {name} is not up (status {state.status}): `lab down` it and retry")
-    return state
+    with lab_lock(state_path(check_lab_name(name))):
+        state = load_state(name)
+        if state.status != "up":
+            raise LabError(f"lab {name} is not up (status {state.status}): `lab down` it and retry")
+        yield state
 
 
 def _print_updates(state: LabState, updates: Sequence[NodeUpdate]) -> None:

@@ -33,6 +33,7 @@ from pathlib import Path
 
 from pydantic import TypeAdapter
 
+from netwarden.dataplane.lab_lock import ProcessIdentity, lab_lock, lock_path
 from netwarden.dataplane.lab_plan import (
     DEFAULT_PREFIX,
     ROUTER_MAC,
@@ -125,7 +126,9 @@ class LabState:
     `status` is `creating` until every part exists, then `up`. `sources` are the inputs the
     lab (and its enforced policies, if any) came from; `rulesets` what is enforced now.
     `flow_logs` is set while a collection runs (`flows.collect_lab`): every ruleset the lab
-    compiles meanwhile (`lab pod`, `lab apply`) logs its verdicts, or collection goes blind."""
+    compiles meanwhile (`lab pod`, `lab apply`) logs its verdicts, or collection goes blind.
+    `collector` is the process running that collection (one at a time per lab). Commands that
+    change the lab hold its lock (`lab_lock.lab_lock`) from loading the state to saving it."""
 
     plan: LabPlan
     status: str
@@ -136,6 +139,7 @@ class LabState:
     rulesets: tuple[AppliedRuleset, ...] = ()
     changes: tuple[PodChange, ...] = ()
     flow_logs: bool = False
+    collector: ProcessIdentity | None = None
 
     @property
     def enforced(self) -> bool:
@@ -290,26 +294,29 @@ def apply_lab(
     created and before any link exists, so no pod is ever reachable without its policy."""
     require_root()
     started = time.monotonic()
-    if state_path(plan.name, directory).exists() or lab_namespaces(plan.prefix):
-        raise LabError(f"lab {plan.name!r} already exists: `netwarden lab down --name {plan.name}`")
-    state = LabState(plan, "creating", (), time.time(), 0.0, tuple(sources))
-    save_state(state, directory)  # first: a crash from here on leaves a trace for `down`
-    try:
-        for namespace in plan.namespaces:
-            _ip(["netns", "add", namespace.name])
-        for netns, key, value in sysctls(plan):
-            write_sysctl(netns, key, value)
-        if enforce is not None:
-            state = replace(state, rulesets=tuple(enforce()))
-        for netns, lines in ip_batches(plan):
-            _ip(["-n", netns, "-batch", "-"], "\n".join(lines) + "\n")
-        servers = start_servers(plan.servers)
-    except BaseException:  # KeyboardInterrupt too: never leave a half-built lab behind
-        destroy_lab(plan.name, _base(plan), directory)
-        raise
-    state = replace(state, status="up", servers=servers, seconds=time.monotonic() - started)
-    save_state(state, directory)
-    return state
+    with lab_lock(state_path(plan.name, directory)):  # two `lab up` of one name: one wins
+        if state_path(plan.name, directory).exists() or lab_namespaces(plan.prefix):
+            raise LabError(
+                f"lab {plan.name!r} already exists: `netwarden lab down --name {plan.name}`"
+            )
+        state = LabState(plan, "creating", (), time.time(), 0.0, tuple(sources))
+        save_state(state, directory)  # first: a crash from here on leaves a trace for `down`
+        try:
+            for namespace in plan.namespaces:
+                _ip(["netns", "add", namespace.name])
+            for netns, key, value in sysctls(plan):
+                write_sysctl(netns, key, value)
+            if enforce is not None:
+                state = replace(state, rulesets=tuple(enforce()))
+            for netns, lines in ip_batches(plan):
+                _ip(["-n", netns, "-batch", "-"], "\n".join(lines) + "\n")
+            servers = start_servers(plan.servers)
+        except BaseException:  # KeyboardInterrupt too: never leave a half-built lab behind
+            destroy_lab(plan.name, _base(plan), directory)
+            raise
+        state = replace(state, status="up", servers=servers, seconds=time.monotonic() - started)
+        save_state(state, directory)
+        return state
 
 
 def _base(plan: LabPlan) -> str:
@@ -415,8 +422,13 @@ def destroy_lab(name: str, prefix: str = DEFAULT_PREFIX, directory: Path | None 
     """Remove lab `name`: its servers, its namespaces (with their links), its state file. Works
     from the state file and from what the system shows, so also after a crash; idempotent."""
     require_root()
-    start = lab_prefix(name, prefix)
     path = state_path(name, directory)
+    with lab_lock(path):  # not while another command is changing the lab
+        return _destroy_lab(name, lab_prefix(name, prefix), path)
+
+
+def _destroy_lab(name: str, start: str, path: Path) -> Teardown:
+    """Must be called with the lab's lock held."""
     namespaces = set(lab_namespaces(start))
     pids = set(lab_processes(start))  # recorded or not: a crash may have left some unrecorded
     for namespace in namespaces:  # anything else running inside the lab goes with it
@@ -427,6 +439,7 @@ def destroy_lab(name: str, prefix: str = DEFAULT_PREFIX, directory: Path | None 
     removed = path.exists()
     path.unlink(missing_ok=True)
     path.with_suffix(".tmp").unlink(missing_ok=True)
+    lock_path(path).unlink(missing_ok=True)  # held: a waiter sees it went (`lab_lock`)
     return Teardown(name, len(namespaces), killed, removed)
 
 

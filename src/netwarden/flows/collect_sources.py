@@ -40,6 +40,10 @@ SYSCTLS = (("net.netfilter.nf_conntrack_acct", "1"), ("net.netfilter.nf_conntrac
 _GPRINT_KEY = re.compile(r"(?:^|,)([a-z0-9_.]+)=")
 _PROTOCOL_FIELDS = {6: "tcp", 17: "udp", 132: "sctp"}
 
+#: The temporary folder each node's ulogd runs in (with its configuration) starts so: a
+#: collection taking over from a dead one recognises the dead one's readers by it.
+READER_FOLDER_PREFIX = "netwarden-collect-"
+
 
 class CollectError(NetwardenError):
     """The collector cannot start or read its sources (what is missing, and where)."""
@@ -178,7 +182,7 @@ class NodeSources:
 
     def __init__(self, netns: str | None) -> None:
         self.netns = netns
-        self.folder = Path(tempfile.mkdtemp(prefix="netwarden-collect-"))
+        self.folder = Path(tempfile.mkdtemp(prefix=READER_FOLDER_PREFIX))
         self._ulogd: subprocess.Popen[bytes] | None = None
         self._events: subprocess.Popen[bytes] | None = None
 

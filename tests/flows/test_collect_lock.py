@@ -1,0 +1,232 @@
+"""A collection and the `lab` commands that change the lab at the same time (root; CI runs
+them): every one of them is a read-modify-write of the lab state, made under the lab's lock.
+
+- `lab pod label` commands (real CLI processes) racing a collection's start: none of them
+  drops the `flow_logs` flag (the rulesets they load keep logging) and none of their changes
+  is lost; a second collection is refused while the first runs; the flag goes when it stops.
+- A collector killed with SIGKILL leaves the flag and its flow log readers behind: the next
+  collection takes both over and collects.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from netwarden.cli.main import app
+from netwarden.dataplane.apply import list_table
+from netwarden.dataplane.lab import LabState, destroy_lab, load_state
+from netwarden.dataplane.lab_lock import ProcessIdentity
+from netwarden.flows.collect_lab import lab_flow_logs
+from netwarden.model import TCP
+from tests.flows.lab_traffic import Conversation, run
+
+pytestmark = pytest.mark.root
+
+PREFIX = "nwhlk"  # this module's labs: nwhlk-race-*
+LAB = "race"
+NETWARDEN = str(Path(sys.executable).parent / "netwarden")
+LABELLERS = 6
+
+INPUTS = """
+apiVersion: v1
+kind: Namespace
+metadata: {name: shop}
+---
+apiVersion: v1
+kind: Node
+metadata: {name: n1}
+---
+apiVersion: v1
+kind: Node
+metadata: {name: n2}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: web-0, namespace: shop, labels: {app: web}}
+spec: {nodeName: n1}
+status: {podIP: 10.7.1.10}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: api-0, namespace: shop, labels: {app: api}}
+spec: {nodeName: n2}
+status: {podIP: 10.7.2.10}
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: api, namespace: shop}
+spec:
+  podSelector: {matchLabels: {app: api}}
+  ingress: [{from: [{podSelector: {matchLabels: {app: web}}}], ports: [{port: 8080}]}]
+"""
+TO_API = Conversation("shop/web-0", "shop/api-0", 8080, TCP, 1000, 100, True)
+
+
+@pytest.fixture
+def race_lab(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    if os.geteuid() != 0:
+        pytest.fail("this test needs root (network namespaces): run the suite as root, as CI does")
+    for tool in ("ip", "nft", "ulogd", "conntrack"):
+        if shutil.which(tool) is None:
+            pytest.fail(f"this test needs `{tool}` (make system-deps)")
+    state = tmp_path / "labs"
+    monkeypatch.setenv("NETWARDEN_LAB_DIR", str(state))  # for the CLI processes too
+    monkeypatch.setenv("NETWARDEN_LAB_PREFIX", PREFIX)
+    path = tmp_path / "race.yaml"
+    path.write_text(INPUTS)
+    destroy_lab(LAB, PREFIX, state)
+    try:
+        result = CliRunner().invoke(app, ["lab", "up", "-f", str(path), "--name", LAB, "--enforce"])
+        assert result.exit_code == 0, result.output
+        yield state
+    finally:
+        destroy_lab(LAB, PREFIX, state)
+
+
+def _logging(state: LabState) -> list[bool]:
+    """Per node: does the ruleset loaded in it now log (was it compiled with flow logs)?"""
+    return ["log prefix" in list_table(node.netns) for node in state.plan.nodes]
+
+
+def _readers(state: LabState) -> list[int]:
+    """ulogd processes in the lab's nodes."""
+    found = []
+    for node in state.plan.nodes:
+        pids = subprocess.run(
+            ["ip", "netns", "pids", node.netns], capture_output=True, text=True, check=True
+        ).stdout.split()
+        for pid in pids:
+            try:
+                program = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0]
+            except OSError:
+                continue
+            if program.endswith(b"ulogd"):
+                found.append(int(pid))
+    return found
+
+
+@pytest.mark.slow
+def test_pod_changes_racing_a_collection_keep_its_flow_logs(race_lab: Path) -> None:
+    labellers = [
+        subprocess.Popen(
+            [NETWARDEN, "lab", "pod", "label", "shop/web-0", f"k{i}=v", "--name", LAB],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(LABELLERS)
+    ]
+    try:
+        # Start collecting once the first change is saved: the others are running, most of
+        # them waiting for the lab, when the collection turns flow logs on.
+        deadline = time.monotonic() + 60
+        while not load_state(LAB, race_lab).changes:
+            assert time.monotonic() < deadline, [p.poll() for p in labellers]
+            time.sleep(0.005)
+        with lab_flow_logs(LAB, race_lab) as collector:
+            outputs = [p.communicate(timeout=120) for p in labellers]
+            for process, (out, err) in zip(labellers, outputs, strict=True):
+                assert process.returncode == 0, out + err
+            assert any("a collection is running" in out for out, _ in outputs), outputs
+            state = load_state(LAB, race_lab)
+            assert state.flow_logs and state.collector == ProcessIdentity.current()
+            assert _logging(state) == [True, True]
+            assert sorted(c.labels for c in state.changes) == [
+                ((f"k{i}", "v"),) for i in range(LABELLERS)
+            ]
+            client = run(TO_API, *_addresses(state))
+
+            second = subprocess.run(
+                [*_collect(race_lab / "second.duckdb"), "--duration", "1"],
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
+            assert second.returncode == 2, second.stdout + second.stderr
+            assert (
+                f"lab {LAB} is already collecting (netwarden process {os.getpid()})"
+                in second.stderr
+            ), second.stderr
+            assert load_state(LAB, race_lab) == state  # refused before it changed anything
+            assert _logging(state) == [True, True]
+            result = collector.stop()
+    finally:
+        for process in labellers:
+            process.kill()
+            process.communicate()
+    after = load_state(LAB, race_lab)
+    assert not after.flow_logs and after.collector is None and _logging(after) == [False, False]
+    assert {(r["source_ip"], r["source_port"]) for r in result.table.to_pylist()} >= {client}
+
+
+def _collect(store: Path) -> list[str]:
+    return [NETWARDEN, "collect", "--lab", LAB, "--flows", str(store)]
+
+
+def _addresses(state: LabState) -> tuple[dict[str, str], dict[str, str]]:
+    plan = state.plan
+    return {e.key: e.netns for e in plan.endpoints}, {e.key: str(e.ips[0]) for e in plan.endpoints}
+
+
+def _wait_for(process: subprocess.Popen[str], text: str, seconds: float) -> str:
+    """stderr of `process` until a line with `text` (within `seconds`)."""
+    assert process.stderr is not None
+    said = ""
+    deadline = time.monotonic() + seconds
+    while text not in said:
+        left = deadline - time.monotonic()
+        assert left > 0 and process.poll() is None, said
+        if select.select([process.stderr], [], [], left)[0]:
+            said += process.stderr.readline()
+    return said
+
+
+@pytest.mark.slow
+def test_a_killed_collectors_flow_logs_are_taken_over(
+    race_lab: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    killed = subprocess.Popen(
+        [*_collect(race_lab / "killed.duckdb"), "--duration", "120"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        _wait_for(killed, "collecting for", 60)
+        os.kill(killed.pid, signal.SIGKILL)  # no cleanup: flag, rulesets and readers stay
+        killed.wait()
+    finally:
+        killed.kill()
+        killed.communicate()
+    left = load_state(LAB, race_lab)
+    assert left.flow_logs and left.collector is not None and left.collector.pid == killed.pid
+    assert not left.collector.running and _logging(left) == [True, True]
+    orphans = _readers(left)
+    assert len(orphans) == 2, orphans  # one ulogd per node, holding the NFLOG groups
+
+    with lab_flow_logs(LAB, race_lab) as collector:
+        said = capsys.readouterr().err
+        assert (
+            f"taking over flow logs from a collection that ended without turning them off "
+            f"(process {killed.pid}; 4 flow log readers stopped)" in said
+        ), said
+        taken = load_state(LAB, race_lab)
+        assert taken.collector == ProcessIdentity.current() and taken.flow_logs
+        assert not set(orphans) & set(_readers(taken))
+        client = run(TO_API, *_addresses(taken))
+        result = collector.stop()
+    records = [r for r in result.table.to_pylist() if (r["source_ip"], r["source_port"]) == client]
+    assert {r["reporter"] for r in records} == {"src", "dst"}, records
+    after = load_state(LAB, race_lab)
+    assert not after.flow_logs and after.collector is None and _logging(after) == [False, False]
