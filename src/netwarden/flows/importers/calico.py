@@ -19,11 +19,11 @@ from netwarden.flows.importers.common import (
     epoch_seconds,
     finish,
     null_if_dash,
-    read_bytes,
     read_json_lines,
     reject_rows,
     sort_lists,
 )
+from netwarden.flows.importers.text_log import TextLog
 from netwarden.flows.schema import COUNTER_COLUMNS
 
 _STRINGS = pa.list_(pa.string())
@@ -72,8 +72,9 @@ _PROTOCOL_NUMBERS = {"1": "icmp", "6": "tcp", "17": "udp", "58": "icmpv6", "132"
 
 
 def read(path: str) -> ImportResult:
-    """Read a Calico flow log file (JSON lines)."""
-    rows = read_json_lines(read_bytes(path), _SCHEMA, path)
+    """Read a Calico flow log file (JSON lines, plain or gzip)."""
+    log = TextLog.open(path)
+    rows = read_json_lines(log.text(), _SCHEMA, path if log.inflated is None else None)
     raw = rows.table
     start = pc.coalesce(raw.column("start_time"), raw.column("startTime"))
     end = pc.coalesce(raw.column("end_time"), raw.column("endTime"))

@@ -36,10 +36,10 @@ from netwarden.flows.importers.common import (
     finish,
     non_null_lists,
     null_if_dash,
-    read_bytes,
     reject_rows,
     sort_lists,
 )
+from netwarden.flows.importers.text_log import TextLog
 from netwarden.model.location import Location
 
 #: The top-level fields read, each as JSON where Felix and Elasticsearch differ in type.
@@ -118,8 +118,8 @@ ORDER BY line
 
 
 def read(path: str) -> ImportResult:
-    """Read a Calico Enterprise DNS log file (JSON lines)."""
-    data = read_bytes(path)
+    """Read a Calico Enterprise DNS log file (JSON lines, plain or gzip)."""
+    data = TextLog.open(path).text()
     lines, numbers, not_utf8 = _lines(data)
     connection = duckdb.connect()
     try:

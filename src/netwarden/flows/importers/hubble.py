@@ -39,9 +39,9 @@ from netwarden.flows.importers.common import (
     duckdb_columns,
     file_record_line_numbers,
     finish,
-    read_bytes,
     read_json_lines,
 )
+from netwarden.flows.importers.text_log import TextLog
 from netwarden.flows.schema import FLOW_COLUMNS, conform
 from netwarden.model.location import Location
 
@@ -266,17 +266,19 @@ def read(path: str) -> ImportResult:
 def _records(connection: duckdb.DuckDBPyConnection, path: str) -> tuple[Any, Any, list[Rejection]]:
     """Every parsed record's row of `_QUERY`, its line number, and the lines that did not
     parse. The whole file in one read when it is clean; pyarrow's bisecting reader else."""
+    log = TextLog.open(path)
     reader = f"read_json($path, format = 'newline_delimited', columns = {duckdb_columns(_SCHEMA)})"
     try:
-        records = connection.sql(
-            _QUERY.replace("{source}", reader), params={"path": path}
-        ).to_arrow_table()
-        lines = file_record_line_numbers(path, records.num_rows)
-        if lines is not None:
-            return records, lines, []
+        if log.inflated is None:  # DuckDB reads a plain file itself (a gzip one: below)
+            records = connection.sql(
+                _QUERY.replace("{source}", reader), params={"path": path}
+            ).to_arrow_table()
+            lines = file_record_line_numbers(path, records.num_rows)
+            if lines is not None:
+                return records, lines, []
     except duckdb.Error:
         pass  # a line that is not JSON, or not these fields' types: find which
-    rows = read_json_lines(read_bytes(path), _SCHEMA)
+    rows = read_json_lines(log.text(), _SCHEMA)
     connection.register("parsed_flows", rows.table)
     try:
         records = connection.sql(_QUERY.replace("{source}", "parsed_flows")).to_arrow_table()
