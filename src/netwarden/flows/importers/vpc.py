@@ -256,13 +256,11 @@ def _convert(
     for name in ("srcport", "dstport"):
         if name in columns and (pc.max(columns[name]).as_py() or 0) > 65535:
             checks.append((pc.greater(columns[name], 65535), f"{name}: out of range"))
-    checks.append(
-        (
-            pc.invert(pc.is_in(columns["action"], pa.array(["ACCEPT", "REJECT"]))),
-            "action: not ACCEPT or REJECT",
-        )
-    )
-    table = pa.table(columns)
+    accepted = pc.equal(columns["action"], "ACCEPT")
+    known_action = pc.or_(accepted, pc.equal(columns["action"], "REJECT"))
+    if not pc.all(known_action).as_py():
+        checks.append((pc.invert(known_action), "action: not ACCEPT or REJECT"))
+    table = pa.table(columns).append_column("accepted", accepted)
     table, _lines, more = reject_rows(table, lines, checks)
     rejected = rejected + more
     if table.num_rows == 0:
@@ -290,15 +288,20 @@ def _convert(
     protocol = integer("protocol")
     # VPC logs write port 0 for ICMP: the schema says null where ports do not apply.
     ported = pc.fill_null(pc.is_in(protocol, pa.array([6, 17, 132], pa.int64())), False)
+
+    def port(name: str) -> Any:
+        number = integer(name, pa.int32())
+        return number if pc.all(ported).as_py() else pc.if_else(ported, number, None)
+
     out: dict[str, Any] = {
         "start_time": epoch_seconds(column("start")),
         "end_time": epoch_seconds(column("end")),
         "source_ip": preferred("pkt-srcaddr", "srcaddr"),
         "dest_ip": preferred("pkt-dstaddr", "dstaddr"),
-        "source_port": pc.if_else(ported, integer("srcport", pa.int32()), None),
-        "dest_port": pc.if_else(ported, integer("dstport", pa.int32()), None),
+        "source_port": port("srcport"),
+        "dest_port": port("dstport"),
         "proto": protocol_names(protocol),
-        "action": pc.if_else(pc.equal(column("action"), "ACCEPT"), "allow", "deny"),
+        "action": pc.if_else(table.column("accepted"), "allow", "deny"),
         "host": preferred("instance-id", "interface-id"),
         "bytes_out": integer("bytes"),
         "packets_out": integer("packets"),
