@@ -31,6 +31,7 @@ from netwarden.cli.evaluate import port_protocol, verdict_text
 from netwarden.cli.lab_pod import pod_app
 from netwarden.dataplane.lab import (
     AppliedRuleset,
+    AppliedSources,
     LabState,
     SourceText,
     apply_lab,
@@ -183,8 +184,17 @@ def apply_policies(files: FilesOption, name: NameOption = "lab") -> None:
             warn(f"{key} is in lab {name} but not in the inputs: its traffic is dropped")
         for key in sorted(inputs - lab_pods):
             warn(f"{key} is in the inputs but not in lab {name}: `lab up` again to add it")
+        at = time.time()
         applied = enforce_lab(rulesets)
-        save_state(replace(state, sources=sources, rulesets=applied))
+        recorded = state.applied
+        if state.flow_logs and sources != state.sources:  # the collector decides with them
+            recorded = (*recorded, AppliedSources(at, sources))
+        save_state(replace(state, sources=sources, rulesets=applied, applied=recorded))
+    if state.flow_logs:
+        stdout_console().print(
+            "a collection is running: the rulesets keep logging, and the records of "
+            "connections from now on are named and pending-decided with these inputs"
+        )
     print_rulesets(applied)
 
 

@@ -121,14 +121,25 @@ class PodChange:
 
 
 @dataclass(frozen=True)
+class AppliedSources:
+    """Inputs `lab apply` loaded while a collection ran (`LabState.flow_logs`), and when: the
+    collector decides each record's pending hits (and names its endpoints) with the inputs
+    valid when its connection started. The collection's end clears them."""
+
+    at: float  # Unix time, taken before the rulesets were loaded (as `PodChange.at`)
+    sources: tuple[SourceText, ...]
+
+
+@dataclass(frozen=True)
 class LabState:
     """What `lab up` made, saved so that `probe`, `status` and `down` work from any process.
     `status` is `creating` until every part exists, then `up`. `sources` are the inputs the
     lab (and its enforced policies, if any) came from; `rulesets` what is enforced now.
     `flow_logs` is set while a collection runs (`flows.collect_lab`): every ruleset the lab
     compiles meanwhile (`lab pod`, `lab apply`) logs its verdicts, or collection goes blind.
-    `collector` is the process running that collection (one at a time per lab). Commands that
-    change the lab hold its lock (`lab_lock.lab_lock`) from loading the state to saving it."""
+    `collector` is the process running that collection (one at a time per lab); `applied`
+    the inputs `lab apply` replaced `sources` with meanwhile. Commands that change the lab
+    hold its lock (`lab_lock.lab_lock`) from loading the state to saving it."""
 
     plan: LabPlan
     status: str
@@ -140,6 +151,7 @@ class LabState:
     changes: tuple[PodChange, ...] = ()
     flow_logs: bool = False
     collector: ProcessIdentity | None = None
+    applied: tuple[AppliedSources, ...] = ()
 
     @property
     def enforced(self) -> bool:
@@ -502,6 +514,7 @@ def _alive(pid: int) -> bool:
 
 __all__ = [
     "AppliedRuleset",
+    "AppliedSources",
     "LabState",
     "PodChange",
     "ServerProcess",

@@ -15,11 +15,17 @@ the lab compiles (`lab pod add/del/label`, `lab apply`) logs too, so connections
 a pod change are still collected. The rulesets loaded on the way out are compiled from the
 state as it is then, so a pod change made while collecting is kept.
 
-The collector names endpoints from the inventory valid when each connection started
-(`lab_timeline`): the inventory at the start, then one snapshot per `lab pod` change made
-while collecting, taken when the change was made (`PodChange.at`). Not covered: `lab apply`
-while collecting changes the policies the pending hits are decided with only from the next
-collection on.
+The collector names endpoints, and decides `policies_pending`, from the inventory valid when
+each connection started (`lab_timeline`): the inventory at the start, then one snapshot per
+event made while collecting, taken when it was made. A `lab pod` change (`PodChange.at`) is
+replayed on the inventory before it. A `lab apply` replaces the lab's inputs (policies,
+staged policies, namespaces, pods); while the flag is set it records them with their time in
+the lab state (`LabState.applied`), and the inventory after it is the one the collection
+would have started with had those been the inputs, with every pod change made since replayed
+on top, as `lab apply` itself replays the lab's pod changes on the inputs it loads. So a
+record of a connection opened after a `lab apply` that changed the staged policies lists what
+the new staged set would do. The collection's end clears `applied` (so the state does not
+grow), as its start does (a dead collector may have left some).
 
 One collection per lab: the lab state records the collecting process (`LabState.collector`,
 pid and start time), and a second collection is refused while that process runs (it could
@@ -41,15 +47,17 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
 from netwarden.dataplane.lab import (
+    AppliedSources,
     LabState,
     PodChange,
+    SourceText,
     kill_processes,
     load_state,
     save_state,
@@ -59,6 +67,7 @@ from netwarden.dataplane.lab_churn import lab_cluster as lab_inventory
 from netwarden.dataplane.lab_churn import replay
 from netwarden.dataplane.lab_enforce import compile_lab, enforce_lab, lab_view
 from netwarden.dataplane.lab_lock import ProcessIdentity, lab_lock
+from netwarden.dataplane.lab_plan import LabPlan
 from netwarden.errors import LabError
 from netwarden.flows.collect import FlowCollector
 from netwarden.flows.collect_sources import READER_FOLDER_PREFIX
@@ -130,19 +139,69 @@ def _netns_pids(netns: str) -> list[int]:
     return [int(pid) for pid in done.stdout.split() if pid.isdigit()]
 
 
+#: The inventory a collection would have started with, had the lab's inputs been these.
+InputsInventory = Callable[[Sequence[SourceText]], ClusterState]
+
+
+@dataclass(frozen=True)
+class LabEvent:
+    """A change of the lab made while collecting, at the time it counts from."""
+
+    at: float  # Unix time
+    made: PodChange | AppliedSources
+
+
 def lab_timeline(
-    start: ClusterState, started: float, changes: Sequence[PodChange]
+    start: ClusterState,
+    started: float,
+    changes: Sequence[PodChange],
+    applied: Sequence[AppliedSources] = (),
+    inventory_of: InputsInventory | None = None,
 ) -> list[InventorySnapshot]:
     """The lab's inventory during a collection: `start` (the inventory when it began), then
-    after each of the `lab pod` changes made meanwhile, from when it was made. Times never go
-    back: a change without one (written by an older netwarden) counts from the change before."""
+    after each change made meanwhile, from when it was made. A `lab pod` change is replayed on
+    the inventory before it; after a `lab apply` (`applied`) the inventory is
+    `inventory_of(its inputs)` with every pod change made since `started` replayed on it.
+    `inventory_of` is needed only when something was applied."""
     snapshots = [InventorySnapshot(_moment(started), start)]
-    cluster, since = start, started
-    for change in changes:
-        cluster = replay(cluster, [change])
-        since = max(since, change.at if change.at is not None else since)
-        snapshots.append(InventorySnapshot(_moment(since), cluster))
+    cluster, replayed = start, list[PodChange]()
+    for event in lab_events(started, changes, applied):
+        if isinstance(event.made, PodChange):
+            cluster = replay(cluster, [event.made])
+            replayed.append(event.made)
+        else:
+            if inventory_of is None:
+                raise ValueError("a lab apply while collecting needs `inventory_of` its inputs")
+            cluster = replay(inventory_of(event.made.sources), replayed)
+        snapshots.append(InventorySnapshot(_moment(event.at), cluster))
     return snapshots
+
+
+def inputs_inventory(plan: LabPlan, changes: Sequence[PodChange]) -> InputsInventory:
+    """For a collection that found the lab with `plan` and pod `changes`: the inventory it
+    would have started with for other inputs (`lab_cluster` of them with that plan, so a pod
+    deleted since keeps the address the lab gave it; one added since is replayed with its)."""
+
+    def inventory_of(sources: Sequence[SourceText]) -> ClusterState:
+        return lab_view(lab_inventory(sources, changes), plan)
+
+    return inventory_of
+
+
+def lab_events(
+    started: float, changes: Sequence[PodChange], applied: Sequence[AppliedSources]
+) -> list[LabEvent]:
+    """Pod changes and applied inputs in the order they were made: by time (a pod change
+    first on a tie), each kind in its recorded order. Times never go back: a pod change
+    without one (written by an older netwarden) counts from the change before, and a time
+    before the one before it (the clock was set back) counts as that one."""
+    events = []
+    for made in (changes, applied):
+        since = started
+        for event in made:
+            since = max(since, event.at if event.at is not None else since)
+            events.append(LabEvent(since, event))
+    return sorted(events, key=lambda e: (e.at, isinstance(e.made, AppliedSources)))
 
 
 def _moment(seconds: float) -> datetime:
@@ -166,13 +225,16 @@ def lab_flow_logs(name: str, directory: Path | None = None) -> Iterator[FlowColl
                 file=sys.stderr,
             )
         started = time.time()
+        state = replace(state, applied=())  # a dead collector's: not this collection's
         state, cluster = load_lab_rulesets(state, directory, ProcessIdentity.current())
     known = len(state.changes)
+    inventory_of = inputs_inventory(state.plan, state.changes)
 
     def timeline() -> list[InventorySnapshot]:
-        """Read when collection stops: the `lab pod` changes made since it began."""
+        """Read when collection stops: the `lab pod` changes and `lab apply` inputs made since
+        it began."""
         now = load_state(name, directory)
-        return lab_timeline(cluster, started, now.changes[known:])
+        return lab_timeline(cluster, started, now.changes[known:], now.applied, inventory_of)
 
     try:
         nodes = {node.name: node.netns for node in state.plan.nodes}
@@ -184,4 +246,6 @@ def lab_flow_logs(name: str, directory: Path | None = None) -> Iterator[FlowColl
             collector.close()
     finally:
         with lab_lock(state_path(name, directory)):
-            load_lab_rulesets(load_state(name, directory), directory, None)
+            # this collection is over: cleared, or the state grows with every collection
+            state = replace(load_state(name, directory), applied=())
+            load_lab_rulesets(state, directory, None)
