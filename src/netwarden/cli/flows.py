@@ -3,23 +3,26 @@ rank talkers, move records to and from Parquet, apply retention."""
 
 from __future__ import annotations
 
-import io
-import json
-import re
-import sys
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import pyarrow as pa  # type: ignore[import-untyped]
-import pyarrow.compute as pc  # type: ignore[import-untyped]
-import pyarrow.csv as pcsv  # type: ignore[import-untyped]
-import pyarrow.parquet as pq  # type: ignore[import-untyped]
 import typer
 from rich.table import Table
 
 from netwarden.cli.common import FilesOption, load_cluster, stderr_console, stdout_console
+from netwarden.cli.flows_alerts import alerts_command
+from netwarden.cli.flows_options import (
+    SinceOption,
+    StoreOption,
+    UntilOption,
+    parse_age,
+    parse_size,
+    parse_time,
+)
+from netwarden.cli.flows_output import TABLE_COLUMNS, QueryOutput, emit
 from netwarden.errors import UsageError
 from netwarden.flows.enrich import InventorySnapshot, enrich
 from netwarden.flows.filter import FlowFilter
@@ -32,81 +35,14 @@ flows_app = typer.Typer(
     no_args_is_help=True,
 )
 
-StoreOption = Annotated[
-    str,
-    typer.Option(
-        "--store",
-        "-s",
-        metavar="STORE",
-        help="Flow store: a DuckDB file, duckdb:PATH, chdb:DIR or clickhouse://host/db.",
-    ),
-]
-SinceOption = Annotated[
-    str | None,
-    typer.Option("--since", help="Records starting at or after: ISO time or an age (15m, 2h, 7d)."),
-]
-UntilOption = Annotated[
-    str | None, typer.Option("--until", help="Records starting before: ISO time or an age.")
-]
-
-#: What a terminal table shows of each record (json, csv and parquet get every column).
-TABLE_COLUMNS = (
-    "start_time", "source_namespace", "source_name", "source_ip", "dest_namespace", "dest_name",
-    "dest_ip", "dest_port", "proto", "action", "reporter", "policies_enforced", "bytes_out",
-    "bytes_in",
-)  # fmt: skip
-
 #: How many rejected records `flows import` lists (all are counted).
 _SHOWN_REJECTIONS = 10
-
-
-class QueryOutput(StrEnum):
-    TABLE = "table"
-    JSON = "json"
-    CSV = "csv"
-    PARQUET = "parquet"
 
 
 class TopBy(StrEnum):
     SOURCE = "source"
     DEST = "dest"
     PAIR = "pair"
-
-
-def parse_age(text: str) -> timedelta | None:
-    """`90s`, `15m`, `2h`, `7d`, `2w` as a duration; None if `text` is not an age."""
-    age = re.fullmatch(r"(\d+)([smhdw])", text.strip())
-    if not age:
-        return None
-    unit = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}[age[2]]
-    return timedelta(**{unit: int(age[1])})
-
-
-def parse_time(text: str | None, now: datetime | None = None) -> datetime | None:
-    """An ISO 8601 time (UTC unless it says otherwise) or an age like `90s`, `15m`, `2h`, `7d`."""
-    if text is None:
-        return None
-    age = parse_age(text)
-    if age is not None:
-        return (now or datetime.now(UTC)) - age
-    try:
-        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise UsageError(
-            f"{text!r}: expected an ISO 8601 time or an age like 15m, 2h, 7d"
-        ) from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-
-
-def parse_size(text: str) -> int:
-    """`500MB`, `10GB`, `1TiB`, or plain bytes."""
-    match = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([KMGT]i?B|B)?", text.strip(), re.IGNORECASE)
-    if not match:
-        raise UsageError(f"{text!r}: expected a size like 500MB or 10GB")
-    unit = (match[2] or "B").upper()
-    powers = {"B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12}
-    powers |= {"KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40}
-    return int(float(match[1]) * powers[unit])
 
 
 def _filter(text: str | None) -> FlowFilter | None:
@@ -232,7 +168,7 @@ def query(
                 result = result.select(list(TABLE_COLUMNS))
     finally:
         target.close()
-    _emit(result, output, out)
+    emit(result, output, out)
 
 
 @flows_app.command()
@@ -257,7 +193,7 @@ def timeline(
         result = target.scan(where, parse_time(since), parse_time(until))
     finally:
         target.close()
-    _emit(
+    emit(
         result if output is not QueryOutput.TABLE else result.select(list(TABLE_COLUMNS)),
         output,
         out,
@@ -306,7 +242,7 @@ def top(
     finally:
         target.close()
     shown = [*keys, "records", "num_flows", "bytes_out", "bytes_in"]
-    _emit(result.select(shown) if output is QueryOutput.TABLE else result, output, out)
+    emit(result.select(shown) if output is QueryOutput.TABLE else result, output, out)
 
 
 @flows_app.command("export")
@@ -376,132 +312,9 @@ def retention(
     )
 
 
-class AlertOutput(StrEnum):
-    TABLE = "table"
-    JSON = "json"
-
-
-@flows_app.command("alerts")
-def alerts_command(
-    store: StoreOption,
-    state_dir: Annotated[
-        Path,
-        typer.Option(
-            "--state-dir",
-            metavar="FEEDS",
-            help="Feed state (`feeds sync --state-dir`).",
-            file_okay=False,
-        ),
-    ],
-    since: SinceOption = None,
-    until: UntilOption = None,
-    output: Annotated[AlertOutput, typer.Option("-o", "--output")] = AlertOutput.TABLE,
-    exit_code: Annotated[
-        bool, typer.Option("--exit-code", help="Exit 1 when there is any alert, 0 when not.")
-    ] = False,
-) -> None:
-    """Records to or from an address a threat feed lists, DNS lookups of a name a domain feed
-    lists and records to or from the addresses they returned, per feed, indicator and pair."""
-    from netwarden.flows.alerts import alert_rows, scan_alerts
-    from netwarden.threatintel.state import FeedStore
-
-    feeds = FeedStore(state_dir)
-    if not any(feeds.entries(name) is not None for name in feeds.names()):
-        raise UsageError(f"{state_dir}: no feed synced there (netwarden feeds sync --state-dir)")
-    target = open_store(store)
-    try:
-        report = scan_alerts(target, feeds, parse_time(since), parse_time(until))
-    finally:
-        target.close()
-    if report.unchecked_domain_feeds:
-        stderr_console().print(
-            f"not checked: domain feed(s) {', '.join(report.unchecked_domain_feeds)} (no DNS"
-            " record among the scanned flow records: import DNS logs, e.g. --format calico-dns)",
-            markup=False,
-        )
-    if output is AlertOutput.JSON:
-        sys.stdout.write(json.dumps(alert_rows(report.alerts), indent=1) + "\n")
-    else:
-        table = Table("first seen", "last seen", "feed", "indicator", "dir", "source", "dest",
-                      "ports", "action", "policy", "records")  # fmt: skip
-        for alert in report.alerts:
-            table.add_row(
-                _json_default(alert.first_seen), _json_default(alert.last_seen), alert.feed,
-                alert.indicator if alert.query in (None, alert.indicator)
-                else f"{alert.indicator}\nquery {alert.query}",
-                alert.direction, f"{alert.source_ip} {alert.source}",
-                f"{alert.dest_ip} {alert.dest}", ",".join(alert.ports), ",".join(alert.actions),
-                "\n".join(alert.policies), str(alert.records),
-            )  # fmt: skip
-        console = stdout_console()
-        console.print(table)
-        console.print(
-            f"{len(report.alerts)} alerts from {report.records} records against"
-            f" {len(report.ip_feeds)} IP feed(s)"
-            + (
-                f" and {len(report.domain_feeds)} domain feed(s) ({report.dns_records} DNS records)"
-                if report.domain_feeds
-                else ""
-            )
-            + f" in {report.seconds:.2f} s",
-            style="dim",
-            markup=False,
-        )
-    if exit_code and report.alerts:
-        raise typer.Exit(1)
-
-
 # ------------------------------------------------------------------------------- output
 
 
-def _plain(table: Any) -> Any:
-    """Lists joined with `,` and times in ISO form: what CSV and a terminal table can show."""
-    columns = {}
-    for name in table.column_names:
-        column = table.column(name)
-        if pa.types.is_list(column.type):
-            column = pc.binary_join(column, ",")
-        elif pa.types.is_timestamp(column.type):
-            column = pc.strftime(column, format="%Y-%m-%dT%H:%M:%S.%fZ")
-        columns[name] = column
-    return pa.table(columns) if columns else table
-
-
-def _emit(table: Any, output: QueryOutput, out: Path | None) -> None:
-    if output is QueryOutput.PARQUET:
-        assert out is not None
-        pq.write_table(table, str(out), compression="zstd")
-        stderr_console().print(f"wrote {table.num_rows} rows to {out}", markup=False)
-        return
-    if output is QueryOutput.JSON:
-        text = json.dumps(table.to_pylist(), default=_json_default, indent=1) + "\n"
-    elif output is QueryOutput.CSV:
-        buffer = io.BytesIO()
-        pcsv.write_csv(_plain(table), buffer)
-        text = buffer.getvalue().decode()
-    else:
-        _print_table(table)
-        return
-    if out is not None:
-        out.write_text(text)
-    else:
-        sys.stdout.write(text)
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, datetime):
-        return value.isoformat().replace("+00:00", "Z")
-    raise TypeError(f"cannot write {type(value).__name__} as JSON")
-
-
-def _print_table(table: Any) -> None:
-    plain = _plain(table)
-    shown = Table(*plain.column_names, show_lines=False)
-    for row in plain.to_pylist():
-        shown.add_row(*("" if v is None else str(v) for v in row.values()))
-    console = stdout_console()
-    console.print(shown)
-    console.print(f"{table.num_rows} rows", style="dim", markup=False)
-
+flows_app.command("alerts")(alerts_command)
 
 __all__ = ["FLOW_COLUMNS", "flows_app"]

@@ -6,12 +6,10 @@ Also the pieces the flow-reading commands share: `--flows STORE`, `--since/--unt
 from __future__ import annotations
 
 import json
-import re
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict
-from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
@@ -22,6 +20,7 @@ from rich.text import Text
 
 from netwarden.analysis.preview import Baseline, PreviewReport, preview_store
 from netwarden.cli.common import FilesOption, load_cluster, stdout_console
+from netwarden.cli.flows_options import parse_time
 from netwarden.errors import UsageError
 from netwarden.flows.store import FlowStore, open_store
 
@@ -47,26 +46,6 @@ WhereOption = Annotated[
     str | None,
     typer.Option("--where", help='Flow filter, e.g. dest_namespace = "shop" AND proto = "tcp".'),
 ]
-
-_AGE = re.compile(r"^(\d+)([smhdw])$")
-_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
-
-
-def parse_time(text: str | None, option: str, now: datetime | None = None) -> datetime | None:
-    """`2026-11-27T09:00:00Z` (no zone means UTC) or an age before now (`90m`, `24h`, `7d`)."""
-    if text is None:
-        return None
-    age = _AGE.match(text.strip())
-    if age:
-        moment = now or datetime.now(UTC)
-        return moment - timedelta(**{_UNITS[age.group(2)]: int(age.group(1))})
-    try:
-        parsed = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
-    except ValueError:
-        raise UsageError(
-            f"{option} {text!r}: expected an ISO 8601 time or an age like 24h or 7d"
-        ) from None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 @contextmanager

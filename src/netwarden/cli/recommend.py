@@ -14,13 +14,13 @@ import typer
 from netwarden.analysis.recommend import Target, recommend_store
 from netwarden.cli.common import FilesOption, load_cluster, stderr_console, warn
 from netwarden.cli.compile import dump
+from netwarden.cli.flows_options import parse_time
 from netwarden.cli.preview import (
     FlowsOption,
     SinceOption,
     UntilOption,
     WhereOption,
     existing_store,
-    parse_time,
 )
 
 
