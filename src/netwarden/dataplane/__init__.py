@@ -11,12 +11,14 @@ Two parts, each consuming the engine's resolved form and never re-deciding seman
   `lab_lock` gives each lab one writer at a time (every command that changes the lab holds
   it from reading the state to saving it).
 - enforcement: `nftables` renders the engine's resolved form of one node
-  (`netwarden.engine.resolve`) as one `nft -f` script (`NftablesBackend.compile`), `apply`
-  loads it as one transaction (the previous ruleset stays on any error), and `lab_enforce`
-  compiles every lab node from the lab's inputs, loads the rulesets before any pod is
-  connected (`lab up --enforce`) or after a change (`lab apply`), and compares probes with
-  the engine (`lab probe --compare`). `nft_host` adds a node's Calico host endpoints: its own
-  addresses dispatched on the input and output hooks (failsafe ports, tiers, profiles, deny).
+  (`netwarden.engine.resolve`) as one `nft -f` script (`NftablesBackend.compile`; the chains
+  and maps in `nft_render`, the rules and their sets in `nft_rules`, the spelling of each part
+  in `nft_syntax`), `apply` loads it as one transaction (the previous ruleset stays on any
+  error), and `lab_enforce` compiles every lab node from the lab's inputs, loads the rulesets
+  before any pod is connected (`lab up --enforce`) or after a change (`lab apply`), and
+  compares probes with the engine (`lab probe --compare`). `nft_host` adds a node's Calico
+  host endpoints: its own addresses dispatched on the input and output hooks (failsafe ports,
+  tiers, profiles, deny).
 - churn: `nft_ruleset` keeps a ruleset as skeleton (declarations, chains) plus elements, named
   after what each set means so that another inventory gives the same names; `nft_update`
   turns the loaded ruleset into the next one with one transaction of element changes when the

@@ -24,14 +24,10 @@ import contextlib
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 
+from netwarden.dataplane.nft_render import class_chain_name, render_node
 from netwarden.dataplane.nft_ruleset import NamedPortUse, PeerUse, Ruleset
 from netwarden.dataplane.nft_update import ElementChange, next_generation
-from netwarden.dataplane.nftables import (
-    CALICO_PREFIX,
-    check_interfaces,
-    class_chain_name,
-    render_node,
-)
+from netwarden.dataplane.nftables import CALICO_PREFIX, check_interfaces
 from netwarden.engine.entity import entity_matches
 from netwarden.engine.matching import peer_matches
 from netwarden.engine.resolve import Resolver

@@ -24,11 +24,11 @@ Every name comes from what it means, so churn of pods leaves these chains and ma
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from netwarden.dataplane.nft_ruleset import PASS_MARK, SetDeclaration, policy_identity
+from netwarden.dataplane.nft_syntax import digest
 from netwarden.engine.resolve import (
     FAMILIES,
     PROFILE_TIER,
@@ -72,7 +72,9 @@ def host_chains(
     name = resolved.direction.value
     profile_chains = []
     for profile in resolved.profiles:
-        chain = f"host_{name}_r_{_safe(profile.profile.name)[:32]}_{_digest(profile.profile.name)}"
+        chain = (
+            f"host_{name}_r_{_safe(profile.profile.name)[:32]}_{digest(profile.profile.name, 6)}"
+        )
         rules = [line for rule in profile.rules for line in render_rule(rule, resolved.direction)]
         found.profile_chains.append((chain, f"{PROFILE_TIER}/{profile.profile.name}", rules))
         profile_chains.append(chain)
@@ -108,7 +110,7 @@ def host_class_chain_name(resolved: ResolvedDirection, host_class: HostEndpointC
         for run in host_class.tiers
     )
     profiles = ",".join(resolved.profiles[i].profile.name for i in host_class.profiles)
-    return f"host_{resolved.direction.value}_c_{_digest(f'{tiers}|{profiles}', 10)}"
+    return f"host_{resolved.direction.value}_c_{digest(f'{tiers}|{profiles}', 10)}"
 
 
 def dispatch_map_name(family: int, direction: Direction) -> str:
@@ -163,10 +165,6 @@ def _failsafe_word(resolved: ResolvedDirection) -> str:
 
 def _safe(text: str) -> str:
     return "".join(c if c.isalnum() or c == "_" else "_" for c in text).strip("_") or "x"
-
-
-def _digest(text: str, size: int = 6) -> str:
-    return hashlib.sha256(text.encode()).hexdigest()[:size]
 
 
 __all__ = [
