@@ -23,16 +23,15 @@ from typer.testing import CliRunner
 
 from netwarden.cli.lab import lab_app
 from netwarden.dataplane.lab import (
-    LabState,
     apply_lab,
     destroy_all,
     destroy_lab,
     lab_namespaces,
     lab_processes,
-    list_states,
 )
 from netwarden.dataplane.lab_plan import LabPlan
 from netwarden.dataplane.lab_probe import ProbeOutcome, ProbeResult, matrix_probes, run_probes
+from netwarden.dataplane.lab_state import LabState, list_states
 from netwarden.engine.batch import Probe
 from netwarden.errors import LabError
 from netwarden.model import TCP, UDP

@@ -15,7 +15,7 @@ import pytest
 from typer.testing import CliRunner
 
 from netwarden.cli.main import app
-from netwarden.dataplane.lab import PodChange, destroy_lab, lab_namespaces, load_state
+from netwarden.dataplane.lab import destroy_lab, lab_namespaces
 from netwarden.dataplane.lab_churn import (
     parse_label_edits,
     parse_labels,
@@ -24,6 +24,7 @@ from netwarden.dataplane.lab_churn import (
     replay,
 )
 from netwarden.dataplane.lab_plan import ServedPort, plan_lab
+from netwarden.dataplane.lab_state import PodChange, load_state
 from netwarden.dialects import load_text
 from netwarden.errors import LabError
 from netwarden.model import TCP

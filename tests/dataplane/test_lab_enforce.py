@@ -16,11 +16,12 @@ from typer.testing import CliRunner
 
 from netwarden.cli.main import app
 from netwarden.dataplane.apply import list_table
-from netwarden.dataplane.lab import AppliedRuleset, apply_lab, destroy_lab, load_state
+from netwarden.dataplane.lab import apply_lab, destroy_lab
 from netwarden.dataplane.lab_enforce import compile_lab, enforce_lab, node_interfaces
 from netwarden.dataplane.lab_manifests import served_ports
 from netwarden.dataplane.lab_plan import plan_lab
 from netwarden.dataplane.lab_probe import ProbeResult, run_probes
+from netwarden.dataplane.lab_state import AppliedRuleset, load_state
 from netwarden.dataplane.nftables import Ruleset
 from netwarden.dialects import load_documents
 from netwarden.dialects.source import read_text

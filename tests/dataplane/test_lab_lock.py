@@ -20,7 +20,6 @@ import pytest
 from typer.testing import CliRunner
 
 from netwarden.cli.main import app
-from netwarden.dataplane.lab import LabState, load_state, save_state, state_path
 from netwarden.dataplane.lab_lock import (
     DEFAULT_LOCK_SECONDS,
     LOCK_SECONDS_ENV,
@@ -29,6 +28,7 @@ from netwarden.dataplane.lab_lock import (
     lock_path,
     lock_seconds,
 )
+from netwarden.dataplane.lab_state import LabState, load_state, save_state, state_path
 from netwarden.errors import LabError
 from netwarden.flows.collect_lab import claim_collection
 from tests.dataplane.test_lab_plan import small_plan
@@ -48,7 +48,7 @@ APPEND = """
 import contextlib, sys, time
 from dataclasses import replace
 from pathlib import Path
-from netwarden.dataplane.lab import PodChange, load_state, save_state
+from netwarden.dataplane.lab_state import PodChange, load_state, save_state
 from netwarden.dataplane.lab_lock import lab_lock
 folder, worker, count, locked = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3]), sys.argv[4]
 print("ready", flush=True)

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from netwarden.dataplane.lab import LabState, ServerProcess, ip_batches, load_state, save_state
+from netwarden.dataplane.lab import ip_batches
 from netwarden.dataplane.lab_manifests import served_ports
 from netwarden.dataplane.lab_plan import (
     ExternalSpec,
@@ -23,6 +23,7 @@ from netwarden.dataplane.lab_plan import (
     plan_lab,
 )
 from netwarden.dataplane.lab_probe import matrix_probes, resolve, run_probes
+from netwarden.dataplane.lab_state import LabState, ServerProcess, load_state, save_state
 from netwarden.dialects import load_documents, load_text
 from netwarden.dialects.source import read_paths, read_text
 from netwarden.engine.batch import Probe

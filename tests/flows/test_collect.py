@@ -23,8 +23,9 @@ from typer.testing import CliRunner
 
 from netwarden.cli.main import app
 from netwarden.dataplane.apply import list_table
-from netwarden.dataplane.lab import LabState, destroy_lab, load_state
+from netwarden.dataplane.lab import destroy_lab
 from netwarden.dataplane.lab_churn import add_pod
+from netwarden.dataplane.lab_state import LabState, load_state
 from netwarden.engine import PolicyEngine
 from netwarden.engine.verdict import Decision, Reason
 from netwarden.flows.collect import CollectResult

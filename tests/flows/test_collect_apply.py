@@ -26,17 +26,17 @@ from typer.testing import CliRunner
 
 from netwarden.cli.main import app
 from netwarden.dataplane.apply import list_table
-from netwarden.dataplane.lab import (
+from netwarden.dataplane.lab import destroy_lab
+from netwarden.dataplane.lab_plan import LabPlan, plan_lab
+from netwarden.dataplane.lab_state import (
     AppliedSources,
     LabState,
     PodChange,
     SourceText,
-    destroy_lab,
     load_state,
     save_state,
     state_path,
 )
-from netwarden.dataplane.lab_plan import LabPlan, plan_lab
 from netwarden.dialects import load_text
 from netwarden.flows.collect import flow_records
 from netwarden.flows.collect_lab import (

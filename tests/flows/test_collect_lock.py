@@ -25,8 +25,9 @@ from typer.testing import CliRunner
 
 from netwarden.cli.main import app
 from netwarden.dataplane.apply import list_table
-from netwarden.dataplane.lab import LabState, destroy_lab, load_state
+from netwarden.dataplane.lab import destroy_lab
 from netwarden.dataplane.lab_lock import ProcessIdentity
+from netwarden.dataplane.lab_state import LabState, load_state
 from netwarden.flows.collect_lab import lab_flow_logs
 from netwarden.model import TCP
 from tests.flows.lab_traffic import Conversation, run

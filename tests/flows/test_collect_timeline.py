@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from ipaddress import IPv4Address
 from typing import Any
 
-from netwarden.dataplane.lab import PodChange
+from netwarden.dataplane.lab_state import PodChange
 from netwarden.dialects import load_text
 from netwarden.flows.collect import flow_records
 from netwarden.flows.collect_lab import lab_timeline

@@ -58,7 +58,7 @@ def collect_command(
     if (lab is None) == (node is None):
         raise UsageError("give either --lab NAME, or -f INVENTORY --node NAME")
     if lab is not None:
-        from netwarden.dataplane.lab import load_state
+        from netwarden.dataplane.lab_state import load_state
 
         load_state(lab)  # no such lab: fail before a store file is made
     store = open_store(flows)  # before the lab changes: a bad store fails with nothing changed

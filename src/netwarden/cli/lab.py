@@ -30,24 +30,15 @@ from netwarden.cli.common import FilesOption, TableOrJson, stderr_console, stdou
 from netwarden.cli.evaluate import port_protocol, verdict_text
 from netwarden.cli.lab_pod import pod_app
 from netwarden.dataplane.lab import (
-    AppliedRuleset,
-    AppliedSources,
-    LabState,
-    SourceText,
     apply_lab,
     destroy_all,
     destroy_lab,
     ip_batches,
     lab_namespaces,
     lab_processes,
-    list_states,
-    load_state,
     name_prefix,
     require_root,
-    save_state,
     server_command,
-    state_dir,
-    state_path,
 )
 from netwarden.dataplane.lab_churn import replay
 from netwarden.dataplane.lab_enforce import (
@@ -69,6 +60,17 @@ from netwarden.dataplane.lab_probe import (
     ProbeResult,
     matrix_probes,
     run_probes,
+)
+from netwarden.dataplane.lab_state import (
+    AppliedRuleset,
+    AppliedSources,
+    LabState,
+    SourceText,
+    list_states,
+    load_state,
+    save_state,
+    state_dir,
+    state_path,
 )
 from netwarden.dialects import LoadResult, load_documents
 from netwarden.dialects.probes import probe_location, read_probes

@@ -16,7 +16,7 @@ from typing import Annotated
 import typer
 
 from netwarden.cli.common import stdout_console
-from netwarden.dataplane.lab import LabState, load_state, require_root, state_path
+from netwarden.dataplane.lab import require_root
 from netwarden.dataplane.lab_churn import (
     NodeUpdate,
     add_pod,
@@ -28,6 +28,7 @@ from netwarden.dataplane.lab_churn import (
 )
 from netwarden.dataplane.lab_lock import lab_lock
 from netwarden.dataplane.lab_plan import check_lab_name, parse_ports
+from netwarden.dataplane.lab_state import LabState, load_state, state_path
 from netwarden.errors import LabError
 
 pod_app = typer.Typer(

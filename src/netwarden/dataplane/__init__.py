@@ -7,7 +7,8 @@ Two parts, each consuming the engine's resolved form and never re-deciding seman
   per external address, joined by veth pairs, Calico-style pure L3), with a small server per
   namespace serving the declared TCP/UDP ports and real probes between them. Planning is pure
   (`plan_lab`: ClusterState -> LabPlan); `apply_lab` / `destroy_lab` make and remove it; the
-  state file under /run/netwarden/labs lets `probe` and `down` run from another process;
+  state file under /run/netwarden/labs (`lab_state`) lets `probe` and `down` run from another
+  process;
   `lab_lock` gives each lab one writer at a time (every command that changes the lab holds
   it from reading the state to saving it).
 - enforcement: `nftables` renders the engine's resolved form of one node

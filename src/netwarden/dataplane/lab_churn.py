@@ -29,17 +29,7 @@ from ipaddress import IPv4Address, IPv4Network, ip_address
 from pathlib import Path
 
 from netwarden.dataplane.apply import flush_conntrack
-from netwarden.dataplane.lab import (
-    AppliedRuleset,
-    LabState,
-    PodChange,
-    SourceText,
-    ip_batches,
-    ip_command,
-    kill_processes,
-    save_state,
-    start_servers,
-)
+from netwarden.dataplane.lab import ip_batches, ip_command, kill_processes, start_servers
 from netwarden.dataplane.lab_enforce import compile_lab, source_documents
 from netwarden.dataplane.lab_plan import (
     GATEWAY,
@@ -55,6 +45,13 @@ from netwarden.dataplane.lab_plan import (
     leaf_mac,
     leaf_parts,
     netns_name,
+)
+from netwarden.dataplane.lab_state import (
+    AppliedRuleset,
+    LabState,
+    PodChange,
+    SourceText,
+    save_state,
 )
 from netwarden.dataplane.netns import write_sysctl
 from netwarden.dataplane.nft_update import AppliedUpdate, apply_update

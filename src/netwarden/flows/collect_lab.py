@@ -44,7 +44,6 @@ change.
 
 from __future__ import annotations
 
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -53,21 +52,21 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
-from netwarden.dataplane.lab import (
-    AppliedSources,
-    LabState,
-    PodChange,
-    SourceText,
-    kill_processes,
-    load_state,
-    save_state,
-    state_path,
-)
+from netwarden.dataplane.lab import kill_processes, netns_pids
 from netwarden.dataplane.lab_churn import lab_cluster as lab_inventory
 from netwarden.dataplane.lab_churn import replay
 from netwarden.dataplane.lab_enforce import compile_lab, enforce_lab, lab_view
 from netwarden.dataplane.lab_lock import ProcessIdentity, lab_lock
 from netwarden.dataplane.lab_plan import LabPlan
+from netwarden.dataplane.lab_state import (
+    AppliedSources,
+    LabState,
+    PodChange,
+    SourceText,
+    load_state,
+    save_state,
+    state_path,
+)
 from netwarden.errors import LabError
 from netwarden.flows.collect import FlowCollector
 from netwarden.flows.collect_sources import READER_FOLDER_PREFIX
@@ -118,7 +117,7 @@ def stop_leftover_readers(state: LabState) -> int:
     they hold the NFLOG groups a new collection binds. The number stopped."""
     pids = []
     for node in state.plan.nodes:
-        for pid in _netns_pids(node.netns):
+        for pid in netns_pids(node.netns):
             try:
                 command = Path(f"/proc/{pid}/cmdline").read_bytes()
             except OSError:
@@ -130,13 +129,6 @@ def stop_leftover_readers(state: LabState) -> int:
             ):
                 pids.append(pid)
     return kill_processes(pids)
-
-
-def _netns_pids(netns: str) -> list[int]:
-    done = subprocess.run(
-        ["ip", "netns", "pids", netns], capture_output=True, text=True, timeout=30
-    )
-    return [int(pid) for pid in done.stdout.split() if pid.isdigit()]
 
 
 #: The inventory a collection would have started with, had the lab's inputs been these.
