@@ -13,52 +13,27 @@ from pathlib import Path
 import pytest
 
 from tests.cli.conftest import Run
+from tests.flows.lab_inputs import (
+    allow_ingress_yaml,
+    namespace_yaml,
+    node_yaml,
+    pod_yaml,
+    require_root,
+)
 
-INVENTORY = """
-apiVersion: v1
-kind: Namespace
-metadata: {name: shop}
----
-apiVersion: v1
-kind: Node
-metadata: {name: n1}
-status: {addresses: [{type: InternalIP, address: 172.30.0.1}]}
----
-apiVersion: v1
-kind: Pod
-metadata: {name: web-0, namespace: shop, labels: {app: web}}
-spec: {nodeName: n1, containers: [{name: c}]}
-status: {podIP: 10.7.1.10}
----
-apiVersion: v1
-kind: Pod
-metadata: {name: api-0, namespace: shop, labels: {app: api}}
-spec: {nodeName: n1, containers: [{name: c}]}
-status: {podIP: 10.7.1.11}
-"""
-POLICY = """
----
-apiVersion: networking.k8s.io/v1
-kind: NetworkPolicy
-metadata: {name: api, namespace: shop}
-spec:
-  podSelector: {matchLabels: {app: api}}
-  ingress: [{from: [{podSelector: {matchLabels: {app: web}}}], ports: [{port: 8080}]}]
-"""
-MORE_WEB = """
----
-apiVersion: v1
-kind: Pod
-metadata: {name: web-1, namespace: shop, labels: {app: web}}
-spec: {nodeName: n1, containers: [{name: c}]}
-status: {podIP: 10.7.1.12}
-"""
+INVENTORY = (
+    namespace_yaml("shop")
+    + node_yaml("n1", "172.30.0.1")
+    + pod_yaml("web-0", "app: web", "n1", "10.7.1.10", container="c")
+    + pod_yaml("api-0", "app: api", "n1", "10.7.1.11", container="c")
+)
+POLICY = allow_ingress_yaml("api", "web", 8080)
+MORE_WEB = pod_yaml("web-1", "app: web", "n1", "10.7.1.12", container="c")
 
 
 @pytest.fixture
 def netns() -> Iterator[str]:
-    if os.geteuid() != 0:
-        pytest.fail("this test needs root (network namespaces): run the suite as root, as CI does")
+    require_root("ip", "nft")
     name = f"nwtapply{os.getpid() % 100000}"
     subprocess.run(["ip", "netns", "add", name], check=True)
     try:

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 import pytest
 
+from netwarden.dataplane.lab_plan import LabPlan
 from netwarden.dataplane.netns import entered
 from netwarden.model import TCP
 
@@ -24,6 +25,11 @@ class Conversation:
     sent: int  # client -> server payload bytes
     answer: int  # server -> client payload bytes
     allowed: bool
+
+
+def addresses(plan: LabPlan) -> tuple[dict[str, str], dict[str, str]]:
+    """Per pod (`ns/pod`): its network namespace, and its first address: what `run` takes."""
+    return {e.key: e.netns for e in plan.endpoints}, {e.key: str(e.ips[0]) for e in plan.endpoints}
 
 
 def _serve(listener: socket.socket, conversation: Conversation, received: list[int]) -> None:

@@ -6,9 +6,7 @@ sent. Collection is recorded in the lab state and sees `lab pod` changes."""
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
 import tempfile
 import threading
 import time
@@ -23,7 +21,6 @@ from typer.testing import CliRunner
 
 from netwarden.cli.main import app
 from netwarden.dataplane.apply import list_table
-from netwarden.dataplane.lab import destroy_lab
 from netwarden.dataplane.lab_churn import add_pod
 from netwarden.dataplane.lab_state import LabState, load_state
 from netwarden.engine import PolicyEngine
@@ -32,56 +29,25 @@ from netwarden.flows.collect import CollectResult
 from netwarden.flows.collect_lab import lab_cluster, lab_flow_logs
 from netwarden.flows.store import open_store
 from netwarden.model import TCP, UDP, ClusterState, Flow
-from tests.flows.lab_traffic import Conversation, run
+from tests.flows.lab_inputs import allow_ingress_yaml, lab_up, namespace_yaml, node_yaml, pod_yaml
+from tests.flows.lab_traffic import Conversation, addresses, run
 
 pytestmark = pytest.mark.root
 
 PREFIX = "nwcol"
 LAB = "flows"
 
-INPUTS = """
-apiVersion: v1
-kind: Namespace
-metadata: {name: shop}
----
-apiVersion: v1
-kind: Node
-metadata: {name: n1}
----
-apiVersion: v1
-kind: Node
-metadata: {name: n2}
-"""
-for _name, _ip, _node, _app in (
-    ("web-0", "10.7.1.10", "n1", "web"),
-    ("web-1", "10.7.2.12", "n2", "web"),
-    ("api-0", "10.7.2.10", "n2", "api"),
-    ("db-0", "10.7.2.11", "n2", "db"),
-):
-    INPUTS += f"""---
-apiVersion: v1
-kind: Pod
-metadata: {{name: {_name}, namespace: shop, labels: {{app: {_app}}}}}
-spec: {{nodeName: {_node}}}
-status: {{podIP: {_ip}}}
-"""
-INPUTS += """---
-apiVersion: networking.k8s.io/v1
-kind: NetworkPolicy
-metadata: {name: api, namespace: shop}
-spec:
-  podSelector: {matchLabels: {app: api}}
-  ingress:
-    - from: [{podSelector: {matchLabels: {app: web}}}]
-      ports: [{port: 8080, protocol: TCP}, {port: 5353, protocol: UDP}]
----
-apiVersion: networking.k8s.io/v1
-kind: NetworkPolicy
-metadata: {name: db, namespace: shop}
-spec:
-  podSelector: {matchLabels: {app: db}}
-  ingress: [{from: [{podSelector: {matchLabels: {app: api}}}], ports: [{port: 5432}]}]
----
+INPUTS = (
+    namespace_yaml("shop")
+    + node_yaml("n1")
+    + node_yaml("n2")
+    + pod_yaml("web-0", "app: web", "n1", "10.7.1.10")
+    + pod_yaml("web-1", "app: web", "n2", "10.7.2.12")
+    + pod_yaml("api-0", "app: api", "n2", "10.7.2.10")
+    + pod_yaml("db-0", "app: db", "n2", "10.7.2.11")
+    + allow_ingress_yaml("api", "web", "8080/TCP", "5353/UDP")
+    + allow_ingress_yaml("db", "api", 5432)
+    + """---
 apiVersion: networking.k8s.io/v1
 kind: NetworkPolicy
 metadata: {name: web, namespace: shop}
@@ -101,6 +67,7 @@ spec:
   podSelector: {matchLabels: {app: api}}
   ingress: [{from: [{podSelector: {matchLabels: {app: web}}}], ports: [{port: 8080}]}]
 """
+)
 
 
 CONVERSATIONS = [
@@ -117,25 +84,8 @@ CONVERSATIONS = [
 
 @pytest.fixture
 def lab(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    if os.geteuid() != 0:
-        pytest.fail("this test needs root (network namespaces): run the suite as root, as CI does")
-    for tool in ("ip", "nft", "ulogd", "conntrack"):
-        if shutil.which(tool) is None:
-            pytest.fail(f"this test needs `{tool}` (make system-deps)")
-    state = tmp_path / "labs"
-    monkeypatch.setenv("NETWARDEN_LAB_DIR", str(state))
-    monkeypatch.setenv("NETWARDEN_LAB_PREFIX", PREFIX)
-    inputs = tmp_path / "inputs.yaml"
-    inputs.write_text(INPUTS)
-    destroy_lab(LAB, PREFIX, state)
-    try:
-        result = CliRunner().invoke(
-            app, ["lab", "up", "-f", str(inputs), "--name", LAB, "--enforce"]
-        )
-        assert result.exit_code == 0, result.output
+    with lab_up(LAB, INPUTS, PREFIX, tmp_path, monkeypatch) as state:
         yield state
-    finally:
-        destroy_lab(LAB, PREFIX, state)
 
 
 def deciding_hit(decision: Decision, engine: PolicyEngine) -> str:
@@ -154,8 +104,7 @@ def deciding_hit(decision: Decision, engine: PolicyEngine) -> str:
 def test_collected_records_match_the_traffic_and_the_engine(lab: Path, tmp_path: Path) -> None:
     state = load_state(LAB, lab)
     plan = state.plan
-    netns = {e.key: e.netns for e in plan.endpoints}
-    ips = {e.key: str(e.ips[0]) for e in plan.endpoints}
+    netns, ips = addresses(plan)
     cluster: ClusterState = lab_cluster(state)
     engine = PolicyEngine(cluster)
     staged = PolicyEngine(cluster, staged=True)
@@ -257,8 +206,7 @@ def test_collection_is_recorded_in_the_lab_state_and_sees_pod_changes(
     state, _ = add_pod(load_state(LAB, lab), "shop/web-2", (("app", "web"),), "n1", None, (), lab)
     before = _generations(state)
     assert all(recorded == held for recorded, held in before.values()), before
-    netns = {e.key: e.netns for e in state.plan.endpoints}
-    ips = {e.key: str(e.ips[0]) for e in state.plan.endpoints}
+    netns, ips = addresses(state.plan)
     new_pod = Conversation("shop/web-2", "shop/api-0", 8080, TCP, 5000, 500, True)
     with lab_flow_logs(LAB, lab) as collector:
         during = load_state(LAB, lab)
@@ -291,8 +239,7 @@ def test_collection_is_recorded_in_the_lab_state_and_sees_pod_changes(
 def test_collect_cli_stores_lab_flows(lab: Path, tmp_path: Path) -> None:
     """`netwarden collect --lab` for a fixed time: the records land in the store, counted."""
     state = load_state(LAB, lab)
-    netns = {e.key: e.netns for e in state.plan.endpoints}
-    ips = {e.key: str(e.ips[0]) for e in state.plan.endpoints}
+    netns, ips = addresses(state.plan)
     store_path = tmp_path / "cli.duckdb"
     outcome: dict[str, Any] = {}
 

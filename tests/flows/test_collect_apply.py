@@ -12,8 +12,6 @@ decided, with the lab's inputs valid when its connection started.
 
 from __future__ import annotations
 
-import os
-import shutil
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -26,7 +24,6 @@ from typer.testing import CliRunner
 
 from netwarden.cli.main import app
 from netwarden.dataplane.apply import list_table
-from netwarden.dataplane.lab import destroy_lab
 from netwarden.dataplane.lab_plan import LabPlan, plan_lab
 from netwarden.dataplane.lab_state import (
     AppliedSources,
@@ -47,7 +44,15 @@ from netwarden.flows.collect_lab import (
 )
 from netwarden.flows.collect_sources import PacketLog, SourceOutput
 from netwarden.model import TCP, ClusterState, Direction
-from tests.flows.lab_traffic import Conversation, run
+from tests.flows.lab_inputs import (
+    allow_ingress_yaml,
+    lab_up,
+    namespace_yaml,
+    node_yaml,
+    pod_yaml,
+    staged_egress_deny_yaml,
+)
+from tests.flows.lab_traffic import Conversation, addresses, run
 
 T0 = 1_795_000_000.0
 PROFILE = ["0|__PROFILE__|__PROFILE__.kns.shop|allow|0"]
@@ -56,25 +61,12 @@ STAGED_ALLOW = ["0|default|shop/staged:api-in|allow|0"]
 CANARY_DENY = ["0|default|shop/staged:canary-out|deny|0"]
 
 #: Pods without addresses: the lab gives them theirs (`lab_view`), before and after an apply.
-UNIT_HEADER = """
-apiVersion: v1
-kind: Namespace
-metadata: {name: shop}
----
-apiVersion: v1
-kind: Node
-metadata: {name: n1}
----
-apiVersion: v1
-kind: Pod
-metadata: {name: web-0, namespace: shop, labels: {app: web}}
-spec: {nodeName: n1}
----
-apiVersion: v1
-kind: Pod
-metadata: {name: api-0, namespace: shop, labels: {app: api}}
-spec: {nodeName: n1}
-"""
+UNIT_HEADER = (
+    namespace_yaml("shop")
+    + node_yaml("n1")
+    + pod_yaml("web-0", "app: web", "n1")
+    + pod_yaml("api-0", "app: api", "n1")
+)
 
 
 def staged_api(action: str) -> str:
@@ -96,15 +88,7 @@ spec:
 """
 
 
-CANARY_OUT = """---
-apiVersion: projectcalico.org/v3
-kind: StagedNetworkPolicy
-metadata: {name: canary-out, namespace: shop}
-spec:
-  selector: release == 'canary'
-  types: [Egress]
-  egress: [{action: Deny}]
-"""
+CANARY_OUT = staged_egress_deny_yaml("canary-out", "release == 'canary'")
 BEFORE = (SourceText("cluster.yaml", UNIT_HEADER + staged_api("Deny")),)
 AFTER = (SourceText("cluster.yaml", UNIT_HEADER + staged_api("Allow") + CANARY_OUT),)
 
@@ -255,42 +239,17 @@ def test_applied_inputs_are_kept_in_the_state_file_and_old_files_load(tmp_path: 
 PREFIX = "nwhap"  # this module's labs: nwhap-apply-*
 LAB = "apply"
 
-LAB_HEADER = """
-apiVersion: v1
-kind: Namespace
-metadata: {name: shop}
----
-apiVersion: v1
-kind: Node
-metadata: {name: n1}
----
-apiVersion: v1
-kind: Node
-metadata: {name: n2}
----
-apiVersion: v1
-kind: Pod
-metadata: {name: web-0, namespace: shop, labels: {app: web}}
-spec: {nodeName: n1}
-status: {podIP: 10.7.1.10}
----
-apiVersion: networking.k8s.io/v1
-kind: NetworkPolicy
-metadata: {name: api, namespace: shop}
-spec:
-  podSelector: {matchLabels: {app: api}}
-  ingress: [{from: [{podSelector: {matchLabels: {app: web}}}], ports: [{port: 8080}]}]
-"""
+LAB_HEADER = (
+    namespace_yaml("shop")
+    + node_yaml("n1")
+    + node_yaml("n2")
+    + pod_yaml("web-0", "app: web", "n1", "10.7.1.10")
+    + allow_ingress_yaml("api", "web", 8080)
+)
 
 
 def api_pod(labels: str) -> str:
-    return f"""---
-apiVersion: v1
-kind: Pod
-metadata: {{name: api-0, namespace: shop, labels: {{{labels}}}}}
-spec: {{nodeName: n2}}
-status: {{podIP: 10.7.2.10}}
-"""
+    return pod_yaml("api-0", labels, "n2", "10.7.2.10")
 
 
 #: After the apply: an enforced Calico policy decides web -> api before the Kubernetes one
@@ -312,25 +271,8 @@ TO_API = Conversation("shop/web-0", "shop/api-0", 8080, TCP, 1500, 150, True)
 
 @pytest.fixture
 def apply_lab(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    if os.geteuid() != 0:
-        pytest.fail("this test needs root (network namespaces): run the suite as root, as CI does")
-    for tool in ("ip", "nft", "ulogd", "conntrack"):
-        if shutil.which(tool) is None:
-            pytest.fail(f"this test needs `{tool}` (make system-deps)")
-    directory = tmp_path / "labs"
-    monkeypatch.setenv("NETWARDEN_LAB_DIR", str(directory))
-    monkeypatch.setenv("NETWARDEN_LAB_PREFIX", PREFIX)
-    inputs = tmp_path / "before.yaml"
-    inputs.write_text(LAB_BEFORE)
-    destroy_lab(LAB, PREFIX, directory)
-    try:
-        result = CliRunner().invoke(
-            app, ["lab", "up", "-f", str(inputs), "--name", LAB, "--enforce"]
-        )
-        assert result.exit_code == 0, result.output
+    with lab_up(LAB, LAB_BEFORE, PREFIX, tmp_path, monkeypatch) as directory:
         yield directory
-    finally:
-        destroy_lab(LAB, PREFIX, directory)
 
 
 def _lab(*arguments: str) -> str:
@@ -343,8 +285,7 @@ def _lab(*arguments: str) -> str:
 @pytest.mark.root
 def test_records_follow_a_lab_apply_made_while_collecting(apply_lab: Path, tmp_path: Path) -> None:
     plan = load_state(LAB, apply_lab).plan
-    netns = {e.key: e.netns for e in plan.endpoints}
-    ips = {e.key: str(e.ips[0]) for e in plan.endpoints}
+    netns, ips = addresses(plan)
     after = tmp_path / "after.yaml"
     after.write_text(LAB_AFTER)
     with lab_flow_logs(LAB, apply_lab) as collector:

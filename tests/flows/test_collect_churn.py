@@ -12,8 +12,6 @@ the dataplane logs (root; CI runs them).
 
 from __future__ import annotations
 
-import os
-import shutil
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -24,63 +22,35 @@ from typer.testing import CliRunner
 
 from netwarden.cli.main import app
 from netwarden.dataplane.apply import list_table
-from netwarden.dataplane.lab import destroy_lab
 from netwarden.dataplane.lab_state import load_state
 from netwarden.flows.collect_lab import lab_flow_logs
 from netwarden.model import TCP
-from tests.flows.lab_traffic import Conversation, run
+from tests.flows.lab_inputs import (
+    allow_ingress_yaml,
+    lab_up,
+    namespace_yaml,
+    node_yaml,
+    pod_yaml,
+    staged_egress_deny_yaml,
+)
+from tests.flows.lab_traffic import Conversation, addresses, run
 
 pytestmark = pytest.mark.root
 
 PREFIX = "nwhfv"  # this module's labs: nwhfv-churn-*, nwhfv-tiered-*
 
-HEADER = """
-apiVersion: v1
-kind: Namespace
-metadata: {name: shop, labels: {team: shop}}
----
-apiVersion: v1
-kind: Node
-metadata: {name: n1}
----
-apiVersion: v1
-kind: Node
-metadata: {name: n2}
-"""
-PODS = "".join(
-    f"""---
-apiVersion: v1
-kind: Pod
-metadata: {{name: {name}, namespace: shop, labels: {{app: {label}}}}}
-spec: {{nodeName: {node}}}
-status: {{podIP: {ip}}}
-"""
-    for name, ip, node, label in (
-        ("web-0", "10.7.1.10", "n1", "web"),
-        ("api-0", "10.7.2.10", "n2", "api"),
-        ("db-0", "10.7.2.11", "n2", "db"),
-    )
+HEADER = namespace_yaml("shop", "team: shop") + node_yaml("n1") + node_yaml("n2")
+PODS = (
+    pod_yaml("web-0", "app: web", "n1", "10.7.1.10")
+    + pod_yaml("api-0", "app: api", "n2", "10.7.2.10")
+    + pod_yaml("db-0", "app: db", "n2", "10.7.2.11")
 )
 
 CHURN = (
     HEADER
     + PODS
-    + """---
-apiVersion: networking.k8s.io/v1
-kind: NetworkPolicy
-metadata: {name: api, namespace: shop}
-spec:
-  podSelector: {matchLabels: {app: api}}
-  ingress: [{from: [{podSelector: {matchLabels: {app: web}}}], ports: [{port: 8080}]}]
----
-apiVersion: projectcalico.org/v3
-kind: StagedNetworkPolicy
-metadata: {name: no-canary-out, namespace: shop}
-spec:
-  selector: release == 'canary'
-  types: [Egress]
-  egress: [{action: Deny}]
-"""
+    + allow_ingress_yaml("api", "web", 8080)
+    + staged_egress_deny_yaml("no-canary-out", "release == 'canary'")
 )
 
 
@@ -169,37 +139,16 @@ def as_staged(hit: str) -> str:
     return f"{index}|{tier}|{policy}|{rest}"
 
 
-def _lab(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str, inputs: str) -> Path:
-    if os.geteuid() != 0:
-        pytest.fail("this test needs root (network namespaces): run the suite as root, as CI does")
-    for tool in ("ip", "nft", "ulogd", "conntrack"):
-        if shutil.which(tool) is None:
-            pytest.fail(f"this test needs `{tool}` (make system-deps)")
-    state = tmp_path / "labs"
-    monkeypatch.setenv("NETWARDEN_LAB_DIR", str(state))
-    monkeypatch.setenv("NETWARDEN_LAB_PREFIX", PREFIX)
-    path = tmp_path / f"{name}.yaml"
-    path.write_text(inputs)
-    destroy_lab(name, PREFIX, state)
-    result = CliRunner().invoke(app, ["lab", "up", "-f", str(path), "--name", name, "--enforce"])
-    assert result.exit_code == 0, result.output
-    return state
-
-
 @pytest.fixture
 def churn_lab(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    try:
-        yield _lab(tmp_path, monkeypatch, "churn", CHURN)
-    finally:
-        destroy_lab("churn", PREFIX, tmp_path / "labs")
+    with lab_up("churn", CHURN, PREFIX, tmp_path, monkeypatch) as state:
+        yield state
 
 
 @pytest.fixture
 def tiered_lab(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    try:
-        yield _lab(tmp_path, monkeypatch, "tiered", _tiered())
-    finally:
-        destroy_lab("tiered", PREFIX, tmp_path / "labs")
+    with lab_up("tiered", _tiered(), PREFIX, tmp_path, monkeypatch) as state:
+        yield state
 
 
 def _pod(*arguments: str) -> None:
@@ -209,8 +158,7 @@ def _pod(*arguments: str) -> None:
 
 
 def _addresses(directory: Path, lab: str) -> tuple[dict[str, str], dict[str, str]]:
-    plan = load_state(lab, directory).plan
-    return {e.key: e.netns for e in plan.endpoints}, {e.key: str(e.ips[0]) for e in plan.endpoints}
+    return addresses(load_state(lab, directory).plan)
 
 
 def _flow_logs_on(directory: Path, lab: str) -> bool:

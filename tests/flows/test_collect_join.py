@@ -13,25 +13,13 @@ from netwarden.flows.collect_sources import (
     ulogd_config,
 )
 from netwarden.model import Direction
+from tests.flows.lab_inputs import node_yaml, pod_yaml
 
-INVENTORY = """
-apiVersion: v1
-kind: Node
-metadata: {name: n1}
-status: {addresses: [{type: InternalIP, address: 172.30.0.1}]}
----
-apiVersion: v1
-kind: Pod
-metadata: {name: web-0, namespace: shop, labels: {app: web}}
-spec: {nodeName: n1}
-status: {podIP: 10.7.1.10}
----
-apiVersion: v1
-kind: Pod
-metadata: {name: api-0, namespace: shop, labels: {app: api}}
-spec: {nodeName: n1}
-status: {podIP: 10.7.2.10}
-"""
+INVENTORY = (
+    node_yaml("n1", "172.30.0.1")
+    + pod_yaml("web-0", "app: web", "n1", "10.7.1.10")
+    + pod_yaml("api-0", "app: api", "n1", "10.7.2.10")
+)
 
 SYN = (
     "raw.pktlen=60,raw.pktcount=1,oob.prefix={prefix} ,oob.time.sec=1795773324,"

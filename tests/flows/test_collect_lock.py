@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import select
-import shutil
 import signal
 import subprocess
 import sys
@@ -21,16 +20,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
-from netwarden.cli.main import app
 from netwarden.dataplane.apply import list_table
-from netwarden.dataplane.lab import destroy_lab
 from netwarden.dataplane.lab_lock import ProcessIdentity
 from netwarden.dataplane.lab_state import LabState, load_state
 from netwarden.flows.collect_lab import lab_flow_logs
 from netwarden.model import TCP
-from tests.flows.lab_traffic import Conversation, run
+from tests.flows.lab_inputs import allow_ingress_yaml, lab_up, namespace_yaml, node_yaml, pod_yaml
+from tests.flows.lab_traffic import Conversation, addresses, run
 
 pytestmark = pytest.mark.root
 
@@ -39,60 +36,21 @@ LAB = "race"
 NETWARDEN = str(Path(sys.executable).parent / "netwarden")
 LABELLERS = 6
 
-INPUTS = """
-apiVersion: v1
-kind: Namespace
-metadata: {name: shop}
----
-apiVersion: v1
-kind: Node
-metadata: {name: n1}
----
-apiVersion: v1
-kind: Node
-metadata: {name: n2}
----
-apiVersion: v1
-kind: Pod
-metadata: {name: web-0, namespace: shop, labels: {app: web}}
-spec: {nodeName: n1}
-status: {podIP: 10.7.1.10}
----
-apiVersion: v1
-kind: Pod
-metadata: {name: api-0, namespace: shop, labels: {app: api}}
-spec: {nodeName: n2}
-status: {podIP: 10.7.2.10}
----
-apiVersion: networking.k8s.io/v1
-kind: NetworkPolicy
-metadata: {name: api, namespace: shop}
-spec:
-  podSelector: {matchLabels: {app: api}}
-  ingress: [{from: [{podSelector: {matchLabels: {app: web}}}], ports: [{port: 8080}]}]
-"""
+INPUTS = (
+    namespace_yaml("shop")
+    + node_yaml("n1")
+    + node_yaml("n2")
+    + pod_yaml("web-0", "app: web", "n1", "10.7.1.10")
+    + pod_yaml("api-0", "app: api", "n2", "10.7.2.10")
+    + allow_ingress_yaml("api", "web", 8080)
+)
 TO_API = Conversation("shop/web-0", "shop/api-0", 8080, TCP, 1000, 100, True)
 
 
 @pytest.fixture
 def race_lab(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    if os.geteuid() != 0:
-        pytest.fail("this test needs root (network namespaces): run the suite as root, as CI does")
-    for tool in ("ip", "nft", "ulogd", "conntrack"):
-        if shutil.which(tool) is None:
-            pytest.fail(f"this test needs `{tool}` (make system-deps)")
-    state = tmp_path / "labs"
-    monkeypatch.setenv("NETWARDEN_LAB_DIR", str(state))  # for the CLI processes too
-    monkeypatch.setenv("NETWARDEN_LAB_PREFIX", PREFIX)
-    path = tmp_path / "race.yaml"
-    path.write_text(INPUTS)
-    destroy_lab(LAB, PREFIX, state)
-    try:
-        result = CliRunner().invoke(app, ["lab", "up", "-f", str(path), "--name", LAB, "--enforce"])
-        assert result.exit_code == 0, result.output
+    with lab_up(LAB, INPUTS, PREFIX, tmp_path, monkeypatch) as state:  # for CLI processes too
         yield state
-    finally:
-        destroy_lab(LAB, PREFIX, state)
 
 
 def _logging(state: LabState) -> list[bool]:
@@ -139,14 +97,22 @@ def test_pod_changes_racing_a_collection_keep_its_flow_logs(race_lab: Path) -> N
             outputs = [p.communicate(timeout=120) for p in labellers]
             for process, (out, err) in zip(labellers, outputs, strict=True):
                 assert process.returncode == 0, out + err
-            assert any("a collection is running" in out for out, _ in outputs), outputs
+            # Which racers ran before the collection is up to the scheduler; one run after it
+            # must say so (and keep the flag, as the racers did).
+            late = subprocess.run(
+                [NETWARDEN, "lab", "pod", "label", "shop/web-0", "late=v", "--name", LAB],
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
+            assert late.returncode == 0 and "a collection is running" in late.stdout, late
             state = load_state(LAB, race_lab)
             assert state.flow_logs and state.collector == ProcessIdentity.current()
             assert _logging(state) == [True, True]
             assert sorted(c.labels for c in state.changes) == [
                 ((f"k{i}", "v"),) for i in range(LABELLERS)
-            ]
-            client = run(TO_API, *_addresses(state))
+            ] + [(("late", "v"),)]
+            client = run(TO_API, *addresses(state.plan))
 
             second = subprocess.run(
                 [*_collect(race_lab / "second.duckdb"), "--duration", "1"],
@@ -173,11 +139,6 @@ def test_pod_changes_racing_a_collection_keep_its_flow_logs(race_lab: Path) -> N
 
 def _collect(store: Path) -> list[str]:
     return [NETWARDEN, "collect", "--lab", LAB, "--flows", str(store)]
-
-
-def _addresses(state: LabState) -> tuple[dict[str, str], dict[str, str]]:
-    plan = state.plan
-    return {e.key: e.netns for e in plan.endpoints}, {e.key: str(e.ips[0]) for e in plan.endpoints}
 
 
 def _wait_for(process: subprocess.Popen[str], text: str, seconds: float) -> str:
@@ -225,7 +186,7 @@ def test_a_killed_collectors_flow_logs_are_taken_over(
         taken = load_state(LAB, race_lab)
         assert taken.collector == ProcessIdentity.current() and taken.flow_logs
         assert not set(orphans) & set(_readers(taken))
-        client = run(TO_API, *_addresses(taken))
+        client = run(TO_API, *addresses(taken.plan))
         result = collector.stop()
     records = [r for r in result.table.to_pylist() if (r["source_ip"], r["source_port"]) == client]
     assert {r["reporter"] for r in records} == {"src", "dst"}, records

@@ -19,43 +19,20 @@ from netwarden.engine.verdict import Decision, Reason
 from netwarden.flows import collect_pending
 from netwarden.flows.collect_pending import PendingQuestion, pending_hits
 from netwarden.model import TCP, UDP, ClusterState, Direction, Flow
+from tests.flows.lab_inputs import allow_ingress_yaml, namespace_yaml, node_yaml, pod_yaml
 
-INPUTS = """
-apiVersion: v1
-kind: Namespace
-metadata: {name: shop}
----
-apiVersion: v1
-kind: Node
-metadata: {name: n1}
----
-apiVersion: v1
-kind: Pod
-metadata: {name: web-0, namespace: shop, labels: {app: web}}
-spec: {nodeName: n1}
-status: {podIP: 10.7.1.10}
----
-apiVersion: v1
-kind: Pod
-metadata: {name: api-0, namespace: shop, labels: {app: api}}
-spec: {nodeName: n1}
-status: {podIP: 10.7.1.11}
----
-apiVersion: v1
-kind: Pod
-metadata: {name: db-0, namespace: shop, labels: {app: db}}
-spec: {nodeName: n1}
-status: {podIP: 10.7.1.12}
----
-apiVersion: networking.k8s.io/v1
-kind: NetworkPolicy
-metadata: {name: api, namespace: shop}
-spec:
-  podSelector: {matchLabels: {app: api}}
-  ingress:
-    - from: [{podSelector: {matchLabels: {app: web}}}]
-      ports: [{port: 8080, protocol: TCP}, {port: 5353, protocol: UDP}]
----
+#: The pods of both inventories here: web, api and db, all on n1.
+SHOP_PODS = (
+    pod_yaml("web-0", "app: web", "n1", "10.7.1.10")
+    + pod_yaml("api-0", "app: api", "n1", "10.7.1.11")
+    + pod_yaml("db-0", "app: db", "n1", "10.7.1.12")
+)
+INPUTS = (
+    namespace_yaml("shop")
+    + node_yaml("n1")
+    + SHOP_PODS
+    + allow_ingress_yaml("api", "web", "8080/TCP", "5353/UDP")
+    + """---
 apiVersion: projectcalico.org/v3
 kind: StagedKubernetesNetworkPolicy
 metadata: {name: api, namespace: shop}
@@ -74,6 +51,7 @@ spec:
   types: [Egress]
   egress: [{action: Deny, protocol: TCP, destination: {ports: [8080]}}]
 """
+)
 
 
 def cluster() -> ClusterState:
@@ -140,34 +118,11 @@ def test_no_staged_policy_no_pending() -> None:
 #: Tiers: an enforced admin policy that decides nothing here (its tier's default is Pass, which
 #: logs nothing), a staged security tier that logs nothing for a Log rule, passes web and
 #: denies db, and a staged default-tier policy; a host endpoint with a profile on node n1.
-TIERED = """
-apiVersion: v1
-kind: Namespace
-metadata: {name: shop, labels: {team: shop}}
----
-apiVersion: v1
-kind: Node
-metadata: {name: n1}
-status: {addresses: [{type: InternalIP, address: 172.30.0.1}]}
----
-apiVersion: v1
-kind: Pod
-metadata: {name: web-0, namespace: shop, labels: {app: web}}
-spec: {nodeName: n1}
-status: {podIP: 10.7.1.10}
----
-apiVersion: v1
-kind: Pod
-metadata: {name: api-0, namespace: shop, labels: {app: api}}
-spec: {nodeName: n1}
-status: {podIP: 10.7.1.11}
----
-apiVersion: v1
-kind: Pod
-metadata: {name: db-0, namespace: shop, labels: {app: db}}
-spec: {nodeName: n1}
-status: {podIP: 10.7.1.12}
----
+TIERED = (
+    namespace_yaml("shop", "team: shop")
+    + node_yaml("n1", "172.30.0.1")
+    + SHOP_PODS
+    + """---
 apiVersion: projectcalico.org/v3
 kind: HostEndpoint
 metadata: {name: n1-eth0, labels: {role: node}}
@@ -224,6 +179,7 @@ spec:
       destination: {ports: [8080]}
     - action: Allow
 """
+)
 
 TIERED_CASES = [
     # Pass in the security tier, then the default tier's deny: both, in order.

@@ -15,43 +15,22 @@ from netwarden.flows.collect_lab import lab_timeline
 from netwarden.flows.collect_sources import PacketLog, SourceOutput
 from netwarden.flows.enrich import InventorySnapshot
 from netwarden.model import TCP, ClusterState, Direction
+from tests.flows.lab_inputs import namespace_yaml, node_yaml, pod_yaml, staged_egress_deny_yaml
 
 T0 = 1_795_000_000.0
 ALLOW = "__PROFILE__|__PROFILE__|allow|0"
 
-BASE = """
-apiVersion: v1
-kind: Namespace
-metadata: {name: shop}
----
-apiVersion: v1
-kind: Node
-metadata: {name: n1}
----
-apiVersion: v1
-kind: Pod
-metadata: {name: api-0, namespace: shop, labels: {app: api}}
-spec: {nodeName: n1}
-status: {podIP: 10.7.2.10}
----
-apiVersion: projectcalico.org/v3
-kind: StagedNetworkPolicy
-metadata: {name: no-canary-out, namespace: shop}
-spec:
-  selector: release == 'canary'
-  types: [Egress]
-  egress: [{action: Deny}]
-"""
+BASE = (
+    namespace_yaml("shop")
+    + node_yaml("n1")
+    + pod_yaml("api-0", "app: api", "n1", "10.7.2.10")
+    + staged_egress_deny_yaml("no-canary-out", "release == 'canary'")
+)
 
 
 def pod(name: str, ip: str, labels: str) -> str:
-    return f"""---
-apiVersion: v1
-kind: Pod
-metadata: {{name: {name}, namespace: shop, labels: {{{labels}}}}}
-spec: {{nodeName: n1}}
-status: {{podIP: {ip}}}
-"""
+    """A pod of shop on n1, the only node."""
+    return pod_yaml(name, labels, "n1", ip)
 
 
 def inventory(*pods: str) -> ClusterState:
