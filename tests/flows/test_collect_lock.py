@@ -155,9 +155,7 @@ def _wait_for(process: subprocess.Popen[str], text: str, seconds: float) -> str:
 
 
 @pytest.mark.slow
-def test_a_killed_collectors_flow_logs_are_taken_over(
-    race_lab: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_a_killed_collectors_flow_logs_are_taken_over(race_lab: Path) -> None:
     killed = subprocess.Popen(
         [*_collect(race_lab / "killed.duckdb"), "--duration", "120"],
         stdout=subprocess.PIPE,
@@ -177,12 +175,12 @@ def test_a_killed_collectors_flow_logs_are_taken_over(
     orphans = _readers(left)
     assert len(orphans) == 2, orphans  # one ulogd per node, holding the NFLOG groups
 
-    with lab_flow_logs(LAB, race_lab) as collector:
-        said = capsys.readouterr().err
-        assert (
-            f"taking over flow logs from a collection that ended without turning them off "
-            f"(process {killed.pid}; 4 flow log readers stopped)" in said
-        ), said
+    notices: list[str] = []
+    with lab_flow_logs(LAB, race_lab, notify=notices.append) as collector:
+        assert notices == [
+            f"lab {LAB}: taking over flow logs from a collection that ended without turning"
+            f" them off (process {killed.pid}; 4 flow log readers stopped)"
+        ]
         taken = load_state(LAB, race_lab)
         assert taken.collector == ProcessIdentity.current() and taken.flow_logs
         assert not set(orphans) & set(_readers(taken))

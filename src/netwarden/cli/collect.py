@@ -67,7 +67,7 @@ def collect_command(
         if lab is not None:
             from netwarden.flows.collect_lab import lab_flow_logs
 
-            session = lab_flow_logs(lab)
+            session = lab_flow_logs(lab, notify=warn)
         else:
             assert node is not None
             cluster = load_cluster(files)

@@ -44,7 +44,6 @@ change.
 
 from __future__ import annotations
 
-import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -201,9 +200,12 @@ def _moment(seconds: float) -> datetime:
 
 
 @contextmanager
-def lab_flow_logs(name: str, directory: Path | None = None) -> Iterator[FlowCollector]:
+def lab_flow_logs(
+    name: str, directory: Path | None = None, notify: Callable[[str], None] = lambda _: None
+) -> Iterator[FlowCollector]:
     """A started collector on every node of lab `name`, with flow logs on while it runs.
-    `LabError` if another collection runs in the lab."""
+    `LabError` if another collection runs in the lab; `notify` hears of a dead one's flow
+    logs taken over."""
     with lab_lock(state_path(name, directory)):
         state = load_state(name, directory)
         if not state.enforced:
@@ -211,10 +213,9 @@ def lab_flow_logs(name: str, directory: Path | None = None) -> Iterator[FlowColl
         dead = claim_collection(state)
         if dead is not None:
             stopped = stop_leftover_readers(state)
-            print(
+            notify(
                 f"lab {name}: taking over flow logs from a collection that ended without "
-                f"turning them off (process {dead.pid}; {stopped} flow log readers stopped)",
-                file=sys.stderr,
+                f"turning them off (process {dead.pid}; {stopped} flow log readers stopped)"
             )
         started = time.time()
         state = replace(state, applied=())  # a dead collector's: not this collection's
