@@ -27,8 +27,9 @@ from netwarden.dataplane.lab_churn import (
     parse_labels,
 )
 from netwarden.dataplane.lab_lock import lab_lock
-from netwarden.dataplane.lab_plan import check_lab_name, parse_ports
+from netwarden.dataplane.lab_naming import check_lab_name
 from netwarden.dataplane.lab_state import LabState, load_state, state_path
+from netwarden.dataplane.lab_topology import parse_ports
 from netwarden.errors import LabError
 
 pod_app = typer.Typer(

@@ -2,13 +2,14 @@
 
 Two parts, each consuming the engine's resolved form and never re-deciding semantics:
 
-- the lab (`lab_plan`, `lab`, `lab_server`, `lab_probe`, `netns`): a cluster description turned
-  into network namespaces (a fabric, one router namespace per node, one namespace per pod and
-  per external address, joined by veth pairs, Calico-style pure L3), with a small server per
-  namespace serving the declared TCP/UDP ports and real probes between them. Planning is pure
-  (`plan_lab`: ClusterState -> LabPlan); `apply_lab` / `destroy_lab` make and remove it; the
-  state file under /run/netwarden/labs (`lab_state`) lets `probe` and `down` run from another
-  process;
+- the lab (`lab_plan` with its records in `lab_topology`, its names in `lab_naming` and its
+  links and free addresses in `lab_addressing`; `lab`, `lab_server`, `lab_probe`, `netns`): a
+  cluster description turned into network namespaces (a fabric, one router namespace per node,
+  one namespace per pod and per external address, joined by veth pairs, Calico-style pure L3),
+  with a small server per namespace serving the declared TCP/UDP ports and real probes between
+  them. Planning is pure (`plan_lab`: ClusterState -> LabPlan); `apply_lab` / `destroy_lab` make
+  and remove it; the state file under /run/netwarden/labs (`lab_state`) lets `probe` and `down`
+  run from another process;
   `lab_lock` gives each lab one writer at a time (every command that changes the lab holds
   it from reading the state to saving it).
 - enforcement: `nftables` renders the engine's resolved form of one node

@@ -30,15 +30,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from netwarden.dataplane.lab_lock import lab_lock, lock_path
-from netwarden.dataplane.lab_plan import (
-    DEFAULT_PREFIX,
-    ROUTER_MAC,
-    LabPlan,
-    LabRoute,
-    LabServer,
-    Role,
-    lab_prefix,
-)
+from netwarden.dataplane.lab_naming import DEFAULT_PREFIX, lab_prefix
 from netwarden.dataplane.lab_state import (
     AppliedRuleset,
     LabState,
@@ -49,6 +41,7 @@ from netwarden.dataplane.lab_state import (
     state_dir,
     state_path,
 )
+from netwarden.dataplane.lab_topology import ROUTER_MAC, LabPlan, LabRoute, LabServer, Role
 from netwarden.dataplane.netns import NETNS_DIR, write_sysctl
 from netwarden.errors import LabError
 from netwarden.model import TCP, UDP

@@ -30,8 +30,17 @@ from pathlib import Path
 
 from netwarden.dataplane.apply import flush_conntrack
 from netwarden.dataplane.lab import ip_batches, ip_command, kill_processes, start_servers
+from netwarden.dataplane.lab_addressing import free_hosts, leaf_parts
 from netwarden.dataplane.lab_enforce import compile_lab, source_documents
-from netwarden.dataplane.lab_plan import (
+from netwarden.dataplane.lab_naming import interface_name, leaf_mac, netns_name
+from netwarden.dataplane.lab_state import (
+    AppliedRuleset,
+    LabState,
+    PodChange,
+    SourceText,
+    save_state,
+)
+from netwarden.dataplane.lab_topology import (
     GATEWAY,
     LabEndpoint,
     LabNamespace,
@@ -40,18 +49,6 @@ from netwarden.dataplane.lab_plan import (
     LabServer,
     Role,
     ServedPort,
-    free_hosts,
-    interface_name,
-    leaf_mac,
-    leaf_parts,
-    netns_name,
-)
-from netwarden.dataplane.lab_state import (
-    AppliedRuleset,
-    LabState,
-    PodChange,
-    SourceText,
-    save_state,
 )
 from netwarden.dataplane.netns import write_sysctl
 from netwarden.dataplane.nft_update import AppliedUpdate, apply_update

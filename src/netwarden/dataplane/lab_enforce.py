@@ -18,9 +18,9 @@ from pathlib import Path
 
 from netwarden.dataplane.apply import apply_ruleset as load_ruleset
 from netwarden.dataplane.apply import check_ruleset, flush_conntrack
-from netwarden.dataplane.lab_plan import LabNode, LabPlan
 from netwarden.dataplane.lab_probe import ProbeOutcome, ProbeResult
 from netwarden.dataplane.lab_state import AppliedRuleset, SourceText
+from netwarden.dataplane.lab_topology import LabNode, LabPlan
 from netwarden.dataplane.nftables import Ruleset, compile_ruleset
 from netwarden.dialects.source import Document, expand_paths, read_text
 from netwarden.engine import evaluate

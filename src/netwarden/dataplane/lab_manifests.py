@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
-from netwarden.dataplane.lab_plan import ServedPort, parse_ports
+from netwarden.dataplane.lab_topology import ServedPort, parse_ports
 from netwarden.dialects.source import Document
 from netwarden.dialects.validation import fail
 from netwarden.errors import LabError

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from ipaddress import IPv4Address, ip_address
 
-from netwarden.dataplane.lab_plan import LAB_PROTOCOLS, LabEndpoint, LabPlan
+from netwarden.dataplane.lab_topology import LAB_PROTOCOLS, LabEndpoint, LabPlan
 from netwarden.dataplane.netns import entered
 from netwarden.engine.batch import Probe
 from netwarden.errors import LabError

@@ -17,7 +17,7 @@ from pathlib import Path
 from pydantic import TypeAdapter
 
 from netwarden.dataplane.lab_lock import ProcessIdentity
-from netwarden.dataplane.lab_plan import LabPlan, ServedPort
+from netwarden.dataplane.lab_topology import LabPlan, ServedPort
 from netwarden.dataplane.nft_ruleset import Ruleset
 from netwarden.dataplane.nft_update import LoadedRuleset
 from netwarden.errors import LabError
