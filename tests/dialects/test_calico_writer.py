@@ -17,7 +17,8 @@ import pytest
 import yaml
 
 from netwarden.dialects import load_paths, load_text
-from netwarden.dialects.calico_writer import CalicoPort, simplify_ports, write_calico
+from netwarden.dialects.calico_conversion import CalicoPort, simplify_ports
+from netwarden.dialects.calico_writer import write_calico
 from netwarden.dialects.k8s_writer import write_k8s
 from netwarden.errors import WriteError
 from netwarden.model import (

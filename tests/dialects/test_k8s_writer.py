@@ -16,7 +16,8 @@ import yaml
 
 from netwarden.dialects import load_paths, load_text
 from netwarden.dialects.calico_selector import selector_from_any
-from netwarden.dialects.k8s_writer import NOTHING_KEY, label_selector, write_k8s
+from netwarden.dialects.k8s_label_writer import NOTHING_KEY, label_selector
+from netwarden.dialects.k8s_writer import write_k8s
 from netwarden.errors import NetwardenError, WriteError
 from netwarden.model import (
     Action,

@@ -52,7 +52,8 @@ from netwarden.analysis.recommend_policies import (
 )
 from netwarden.analysis.store_groups import fold_groups
 from netwarden.dialects.calico_writer import write_calico_policy
-from netwarden.dialects.k8s_writer import Manifest, write_k8s_policy
+from netwarden.dialects.k8s_writer import write_k8s_policy
+from netwarden.dialects.writer_common import Manifest
 from netwarden.engine.flow_batch import (
     FlowGroups,
     SkippedFlows,
