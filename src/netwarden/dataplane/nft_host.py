@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 
 from netwarden.dataplane.nft_ruleset import PASS_MARK, SetDeclaration, policy_identity
 from netwarden.dataplane.nft_syntax import digest
-from netwarden.engine.resolve import (
+from netwarden.engine.resolved import (
     FAMILIES,
     PROFILE_TIER,
     HostEndpointClass,

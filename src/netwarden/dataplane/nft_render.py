@@ -31,7 +31,7 @@ from netwarden.dataplane.nft_syntax import (
     flow_log_hit,
     safe_name,
 )
-from netwarden.engine.resolve import (
+from netwarden.engine.resolved import (
     FAMILIES,
     ResolvedDirection,
     ResolvedNode,

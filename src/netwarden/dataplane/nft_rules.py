@@ -29,7 +29,7 @@ from netwarden.dataplane.nft_syntax import (
     rule_conditions,
     safe_name,
 )
-from netwarden.engine.resolve import (
+from netwarden.engine.resolved import (
     FAMILIES,
     AddressMatch,
     PortSelection,

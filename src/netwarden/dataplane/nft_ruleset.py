@@ -11,7 +11,7 @@ import hashlib
 from dataclasses import dataclass
 from functools import cached_property
 
-from netwarden.engine.resolve import ProtocolPorts
+from netwarden.engine.resolved import ProtocolPorts
 from netwarden.model import Peer, Policy, PortMatch
 
 TABLE = "netwarden"

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Sequence
 from ipaddress import ip_network
 
 from netwarden.dataplane.nft_ruleset import PASS_MARK, nft_text
-from netwarden.engine.resolve import AddressPort, AddressRange, ProtocolPorts
+from netwarden.engine.resolved import AddressPort, AddressRange, ProtocolPorts
 from netwarden.errors import CompileError
 from netwarden.model import ICMP, ICMPV6, SCTP, TCP, UDP, Action, Direction, IPAddress, Policy, Rule
 

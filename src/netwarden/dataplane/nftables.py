@@ -73,7 +73,8 @@ from netwarden.dataplane.nft_ruleset import (
     policy_identity,
 )
 from netwarden.dataplane.nft_syntax import FLOW_LOG_GROUPS, LOG_GROUP, PROFILE_HIT, flow_log_hit
-from netwarden.engine.resolve import ResolvedNode, resolve_node
+from netwarden.engine.resolve import resolve_node
+from netwarden.engine.resolved import ResolvedNode
 from netwarden.errors import CompileError
 from netwarden.model import ClusterState, EndpointKind
 

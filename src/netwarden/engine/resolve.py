@@ -25,13 +25,8 @@ from netwarden.engine.resolve_matches import MatchResolver
 from netwarden.engine.resolved import (
     FAMILIES,
     PROFILE_TIER,
-    AddressMatch,
-    AddressPort,
-    AddressRange,
     EndpointClass,
     HostEndpointClass,
-    PortSelection,
-    ProtocolPorts,
     ResolvedDirection,
     ResolvedNode,
     ResolvedPolicy,
@@ -54,26 +49,7 @@ from netwarden.model import (
     Rule,
 )
 
-__all__ = [
-    "FAMILIES",
-    "PROFILE_TIER",
-    "AddressMatch",
-    "AddressPort",
-    "AddressRange",
-    "EndpointClass",
-    "HostEndpointClass",
-    "PortSelection",
-    "ProtocolPorts",
-    "ResolvedDirection",
-    "ResolvedNode",
-    "ResolvedPolicy",
-    "ResolvedProfile",
-    "ResolvedRule",
-    "Resolver",
-    "TierRun",
-    "profile_policy",
-    "resolve_node",
-]
+__all__ = ["Resolver", "profile_policy", "resolve_node"]
 
 _Runs = tuple[tuple[str, tuple[int, ...]], ...]  # (tier name, policy indices) in order
 _HostGroup = tuple[tuple[str, ...], tuple[IPAddress, ...]]  # host endpoint keys, addresses
