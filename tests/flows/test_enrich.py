@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import ipaddress
 from datetime import UTC, datetime, timedelta
 
+import pyarrow as pa
+
 from netwarden.dialects import load_text
-from netwarden.flows.enrich import InventorySnapshot, enrich
+from netwarden.flows.enrich import InventorySnapshot, _keys, enrich
 from netwarden.flows.schema import from_records
 
 _BEFORE = """
@@ -94,3 +97,41 @@ def test_identity_comes_from_the_snapshot_valid_at_the_record_time() -> None:
 def test_without_inventory_untyped_sides_are_external() -> None:
     rows = enrich(from_records([_record(T0, "10.0.0.1", "10.0.0.2")]), []).to_pylist()
     assert rows[0]["source_type"] == rows[0]["dest_type"] == "external"
+    assert rows[0]["source_labels"] == [] and rows[0]["source_namespace"] is None
+
+
+def test_no_address_known_leaves_typed_sides_and_makes_the_others_external() -> None:
+    snapshot = InventorySnapshot(T0, load_text(_AFTER, "after.yaml").cluster)
+    records = [
+        _record(T0, "192.0.2.1", "192.0.2.2"),
+        _record(T0, "192.0.2.3", "192.0.2.4", source_type="workload", source_name="kept"),
+    ]
+    plain, typed = enrich(from_records(records), [snapshot]).to_pylist()
+    assert (plain["source_type"], plain["source_name"], plain["dest_labels"]) == (
+        "external",
+        None,
+        [],
+    )
+    assert (typed["source_type"], typed["source_name"], typed["dest_type"]) == (
+        "workload",
+        "kept",
+        "external",
+    )
+
+
+def test_address_keys_on_columns_agree_with_the_ipaddress_module() -> None:
+    texts = [
+        "10.0.0.1", "0.0.0.0", "255.255.255.255", "192.0.2.300", "01.2.3.4", "1.2.3", "",
+        None, "2001:db8::1", "::ffff:10.0.0.1", "fe80::1:2", "not an address", "10.0.0.1 ",
+    ]  # fmt: skip
+
+    def reference(text: str | None) -> bytes:
+        try:
+            address = ipaddress.ip_address(text)  # type: ignore[arg-type]
+        except ValueError:
+            return b"\xff" * 16
+        mapped = b"\x00" * 10 + b"\xff\xff" + address.packed
+        return mapped if address.version == 4 else address.packed
+
+    keys = _keys(pa.array(texts, pa.string()))
+    assert [bytes(k).ljust(16, b"\x00") for k in keys] == [reference(t) for t in texts]

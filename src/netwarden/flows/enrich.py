@@ -9,17 +9,19 @@ namespace, name, owner and labels), a node address (`host`), inside a network se
 
 Only records whose side has no type yet are filled: Calico and Hubble already know their
 endpoints, VPC logs do not. Work is per distinct address, not per record: the address
-column is dictionary-encoded, the distinct addresses are looked up with `searchsorted` in
-sorted 16-byte keys, and the answers are gathered back with `take`.
+column is dictionary-encoded, the distinct addresses are parsed on columns (IPv4 by Arrow,
+only IPv6 one by one) into 16-byte keys, looked up with `searchsorted` in the snapshot's
+sorted keys, and the answers are gathered back with `take`. Without snapshots there is
+nothing to look up: untyped sides become `external` without parsing anything.
 """
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cached_property
+from ipaddress import IPv4Address, IPv6Address
 from typing import Any
 
 import numpy as np
@@ -29,24 +31,27 @@ import pyarrow.compute as pc  # type: ignore[import-untyped]
 from netwarden.flows.schema import FLOW_SCHEMA, conform
 from netwarden.model import ClusterState
 from netwarden.model.endpoints import EndpointKind, NetworkSet
+from netwarden.threatintel.match import address_columns
 
 _V4_MAPPED = b"\x00" * 10 + b"\xff\xff"
 _NO_KEY = b"\xff" * 16  # sorts last, matches nothing real (not a unicast address)
 
 
-def address_key(text: str | None) -> bytes:
-    """16 big-endian bytes for an address (IPv4 mapped into ::ffff:0:0/96); invalid -> _NO_KEY."""
-    if text is None:
-        return _NO_KEY
-    try:
-        address = ipaddress.ip_address(text)
-    except ValueError:
-        return _NO_KEY
+def _ip_key(address: IPv4Address | IPv6Address) -> bytes:
+    """16 big-endian bytes for an address (IPv4 mapped into ::ffff:0:0/96)."""
     return _V4_MAPPED + address.packed if address.version == 4 else address.packed
 
 
-def _keys(texts: Sequence[str | None]) -> Any:
-    return np.array([address_key(t) for t in texts], dtype="S16")
+def _keys(texts: Any) -> Any:
+    """`_ip_key` of every value of an Arrow string array as "S16" (`_NO_KEY` where it is no
+    address), on columns: IPv4 parsed by Arrow (`address_columns`), only IPv6 one by one."""
+    columns = address_columns(texts)
+    raw = np.full((len(texts), 16), 0xFF, dtype=np.uint8)  # _NO_KEY unless parsed
+    raw[columns.rows4, :10] = 0
+    raw[columns.rows4, 10:12] = 0xFF
+    raw[columns.rows4, 12:] = columns.keys4.astype(">u4").view(np.uint8).reshape(-1, 4)
+    raw[columns.rows6] = columns.keys6.view(np.uint8).reshape(-1, 16)
+    return raw.view("S16").ravel()
 
 
 def _masked(keys: Any, prefix: int) -> Any:
@@ -100,11 +105,11 @@ class InventorySnapshot:
                 kind, endpoint.namespace, endpoint.name, owner, _labels(endpoint.labels)
             )
             for ip in endpoint.ips:
-                found.setdefault(address_key(str(ip)), identity)
+                found.setdefault(_ip_key(ip), identity)
         for node in self.cluster.nodes:
             identity = Identity("host", None, node.name, node.name, _labels(node.labels))
             for ip in node.ips:
-                found.setdefault(address_key(str(ip)), identity)
+                found.setdefault(_ip_key(ip), identity)
         keys = sorted(found)
         return np.array(keys, dtype="S16"), [found[k] for k in keys]
 
@@ -122,7 +127,7 @@ class InventorySnapshot:
             )
             for net in network_set.nets:
                 length = net.prefixlen + (96 if net.version == 4 else 0)
-                key = address_key(str(net.network_address))
+                key = _ip_key(net.network_address)
                 by_length.setdefault(length, {}).setdefault(key, identity)
         result = []
         for length in sorted(by_length, reverse=True):
@@ -181,11 +186,11 @@ def _enrich_side(table: Any, side: str, snapshots: list[InventorySnapshot], whic
     if not untyped.any():
         return table
     encoded = pc.dictionary_encode(table.column(f"{side}_ip")).combine_chunks()
-    distinct = encoded.dictionary.to_pylist()
+    distinct = encoded.dictionary
     codes = np.asarray(
         pc.fill_null(encoded.indices, -1).to_numpy(zero_copy_only=False), dtype=np.int64
     )
-    keys = _keys(distinct)
+    keys = _keys(distinct) if snapshots else None  # without snapshots: all external
     # One answer table per snapshot over the distinct addresses; row -1 means external.
     identities: list[Identity] = []
     answer = np.full((max(len(snapshots), 1), len(distinct) + 1), -1, dtype=np.int64)
@@ -196,21 +201,38 @@ def _enrich_side(table: Any, side: str, snapshots: list[InventorySnapshot], whic
                 identities.append(identity)
     chosen = answer[which, codes]  # codes == -1 (null address) reads the last column: -1
     chosen = np.where(untyped, chosen, -2)  # -2: keep what the record had
+    index = pa.array(np.where(chosen >= 0, chosen, len(identities)))
+    known = bool((chosen >= 0).any())
+    keep = None if untyped.all() else pa.array(chosen == -2)
     columns = {}
     for part in ("type", "namespace", "name", "name_aggr", "labels"):
         name = f"{side}_{part}"
-        values: list[Any] = [getattr(i, part) for i in identities]
-        if part == "labels":
-            values = [list(v) for v in values]
-        lookup = pa.array([*values, [] if part == "labels" else None], FLOW_SCHEMA.field(name).type)
-        index = np.where(chosen >= 0, chosen, len(identities))
-        filled = lookup.take(pa.array(index))
+        kind = FLOW_SCHEMA.field(name).type
+        if known:
+            values: list[Any] = [getattr(i, part) for i in identities]
+            if part == "labels":
+                values = [list(v) for v in values]
+            filled = pa.array([*values, [] if part == "labels" else None], kind).take(index)
+        else:  # no address is known: nothing to gather (VPC logs without an inventory)
+            filled = _nothing(kind, len(chosen))
         if part == "type":
             filled = pc.fill_null(filled, "external")
-        keep = pa.array(chosen == -2)
-        columns[name] = pc.if_else(keep, table.column(name).combine_chunks(), filled)
+        columns[name] = (
+            filled
+            if keep is None
+            else pc.if_else(keep, table.column(name).combine_chunks(), filled)
+        )
     for name, column in columns.items():
         table = table.set_column(
             table.schema.get_field_index(name), FLOW_SCHEMA.field(name), column
         )
     return table
+
+
+def _nothing(kind: Any, rows: int) -> Any:
+    """`rows` nulls of `kind`, or empty lists for a list type (labels are never null)."""
+    if pa.types.is_list(kind):
+        return pa.ListArray.from_arrays(
+            np.zeros(rows + 1, dtype=np.int32), pa.array([], kind.value_type)
+        )
+    return pa.nulls(rows, kind)
