@@ -73,14 +73,19 @@ def dotted(values: np.ndarray) -> list[str]:
     ]
 
 
-def generate_store(path: Path, n: int) -> None:
-    """`n` records written by DuckDB itself: the same public pool the feed draws from."""
-    store = DuckDBFlowStore(str(path))
-    public = f"(((i % {POOL})::UBIGINT * {SPREAD}) % {200 << 24} + {11 << 24})"
-    dotted_sql = (
+def public_address_sql(key: str) -> str:
+    """SQL for `public_address` of the integer expression `key`, as dotted text."""
+    public = f"(({key})::UBIGINT * {SPREAD} % {200 << 24} + {11 << 24})"
+    return (
         f"(({public} >> 24)::VARCHAR || '.' || (({public} >> 16) & 255)::VARCHAR || '.' ||"
         f" (({public} >> 8) & 255)::VARCHAR || '.' || ({public} & 255)::VARCHAR)"
     )
+
+
+def generate_store(path: Path, n: int) -> None:
+    """`n` records written by DuckDB itself: the same public pool the feed draws from."""
+    store = DuckDBFlowStore(str(path))
+    dotted_sql = public_address_sql(f"(i % {POOL})")
     store.connection.execute(
         f"""INSERT INTO flows (start_time, end_time, source_ip, dest_ip, source_port, dest_port,
               proto, source_namespace, source_name, dest_namespace, dest_name, action,
@@ -128,11 +133,7 @@ def add_dns_records(path: Path, n: int) -> int:
     store = DuckDBFlowStore(str(path))
     rows = n // DNS_EVERY
     key = f"(i * 7919 % {NAMES})"
-    public = f"(({key}::UBIGINT * {SPREAD}) % {200 << 24} + {11 << 24})"
-    dotted_sql = (
-        f"(({public} >> 24)::VARCHAR || '.' || (({public} >> 16) & 255)::VARCHAR || '.' ||"
-        f" (({public} >> 8) & 255)::VARCHAR || '.' || ({public} & 255)::VARCHAR)"
-    )
+    dotted_sql = public_address_sql(key)
     store.connection.execute(
         f"""INSERT INTO flows (start_time, end_time, source_ip, dest_ip, dest_port, proto,
               source_namespace, source_name, dest_namespace, dest_name, num_flows,
