@@ -25,6 +25,7 @@ import numpy as np
 import pyarrow as pa  # type: ignore[import-untyped]
 import pyarrow.compute as pc  # type: ignore[import-untyped]
 
+from netwarden.flows.duckdb_schema import transaction
 from netwarden.flows.schema import FLOW_SCHEMA
 from netwarden.flows.store import FOLD_FIRST, FOLD_RECORDS
 from netwarden.flows.store_common import check_fold_columns, fold_schema
@@ -43,15 +44,10 @@ def fold_duckdb(
 ) -> Any:
     """The fold of `flows{clause}` (see the module docstring), one transaction."""
     check_fold_columns(keys, sums)
-    connection.execute("BEGIN TRANSACTION")
-    try:
+    with transaction(connection):
         folded = fold_by_hash(connection, keys, sums, clause, params)
         if folded is None:
             folded = fold_by_value(connection, keys, sums, clause, params)
-        connection.execute("COMMIT")
-    except BaseException:
-        connection.execute("ROLLBACK")
-        raise
     return folded
 
 

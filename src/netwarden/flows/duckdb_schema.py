@@ -3,7 +3,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import duckdb
@@ -82,12 +83,20 @@ def migrate(connection: duckdb.DuckDBPyConnection, path: str) -> None:
             f"flow store has schema version {version}; this netwarden reads up to {SCHEMA_VERSION}",
         )
     while version < SCHEMA_VERSION:
-        connection.execute("BEGIN TRANSACTION")
-        try:
+        with transaction(connection):
             MIGRATIONS[version](connection)
             connection.execute("INSERT INTO schema_version VALUES ($1, now())", [version + 1])
-            connection.execute("COMMIT")
-        except Exception:
-            connection.execute("ROLLBACK")
-            raise
         version += 1
+
+
+@contextmanager
+def transaction(connection: duckdb.DuckDBPyConnection) -> Iterator[None]:
+    """The block's statements as one transaction: committed at its end, rolled back if it
+    raises (KeyboardInterrupt too)."""
+    connection.execute("BEGIN TRANSACTION")
+    try:
+        yield
+    except BaseException:
+        connection.execute("ROLLBACK")
+        raise
+    connection.execute("COMMIT")

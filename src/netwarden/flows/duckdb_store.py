@@ -27,7 +27,7 @@ import pyarrow as pa  # type: ignore[import-untyped]
 
 from netwarden.errors import InputError, UsageError
 from netwarden.flows.duckdb_fold import fold_duckdb
-from netwarden.flows.duckdb_schema import migrate, stored_version
+from netwarden.flows.duckdb_schema import migrate, stored_version, transaction
 from netwarden.flows.filter import FlowFilter
 from netwarden.flows.schema import (
     COUNTER_COLUMNS,
@@ -283,15 +283,10 @@ class DuckDBFlowStore:
 
     def _compact(self) -> None:
         connection = self.connection
-        connection.execute("BEGIN TRANSACTION")
-        try:
+        with transaction(connection):
             connection.execute("CREATE TABLE flows_compacted AS FROM flows ORDER BY start_time")
             connection.execute("DROP TABLE flows")
             connection.execute("ALTER TABLE flows_compacted RENAME TO flows")
-            connection.execute("COMMIT")
-        except Exception:
-            connection.execute("ROLLBACK")
-            raise
         connection.execute("CHECKPOINT")
 
     def _delete_before(self, cutoff: datetime) -> int:
