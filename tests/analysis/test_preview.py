@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import random
 from collections import Counter
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -445,16 +444,6 @@ def test_each_conversation_is_decided_once_with_the_verdicts_of_a_full_evaluatio
         assert labels == [
             whole.deciding(g, egress=e) for g in range(len(groups.batch)) for e in (True, False)
         ]
-
-
-@pytest.fixture(params=["duckdb", "chdb"])
-def flow_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[FlowStore]:
-    url = f"duckdb:{tmp_path / 'flows.duckdb'}" if request.param == "duckdb" else f"chdb:{tmp_path}"
-    opened = open_store(url)
-    try:
-        yield opened
-    finally:
-        opened.close()
 
 
 def odd_records(records: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import itertools
 import random
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -289,16 +288,6 @@ def test_cli_recommend_from_a_duckdb_store(tmp_path: Path, cluster: ClusterState
     )
     assert bad.exit_code == 2
     assert bad.stderr.startswith("netwarden: error: ") and "Traceback" not in bad.stderr
-
-
-@pytest.fixture(params=["duckdb", "chdb"])
-def flow_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[FlowStore]:
-    url = f"duckdb:{tmp_path / 'flows.duckdb'}" if request.param == "duckdb" else f"chdb:{tmp_path}"
-    opened = open_store(url)
-    try:
-        yield opened
-    finally:
-        opened.close()
 
 
 def repeated_records(cluster: ClusterState, repeat: int) -> list[dict[str, Any]]:
