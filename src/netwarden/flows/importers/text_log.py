@@ -33,31 +33,24 @@ _BLOCK = 1 << 23
 
 @dataclass(frozen=True)
 class TextLog:
-    """`path`'s text: read from the file itself, or from `inflated` for a gzip file."""
+    """`path`'s text: read from the file itself, or from `inflated` for a gzip file.
+    `first_line` is the text's first line with its newline (everything, if there is none)."""
 
     path: str
+    first_line: bytes
     inflated: Any = None  # pyarrow Buffer holding a gzip file's decompressed text
 
     @classmethod
     def open(cls, path: str) -> TextLog:
-        if read_first_line(path)[:2] != GZIP_MAGIC:
-            return cls(path)
+        first_line = read_first_line(path)
+        if first_line[:2] != GZIP_MAGIC:
+            return cls(path, first_line)
         try:
             with pa.CompressedInputStream(pa.OSFile(path), "gzip") as stream:
-                return cls(path, stream.read_buffer())
+                inflated = stream.read_buffer()
         except (OSError, pa.ArrowException) as error:
             raise InputError(Location(path), f"not a readable gzip file: {error}") from None
-
-    def first_line(self) -> bytes:
-        """The first line with its newline (everything, if there is none)."""
-        if self.inflated is None:
-            return read_first_line(self.path)
-        raw = np.frombuffer(self.inflated, dtype=np.uint8)
-        for start in range(0, len(raw), _BLOCK):
-            newlines = np.flatnonzero(raw[start : start + _BLOCK] == 10)
-            if len(newlines):
-                return raw[: start + newlines[0] + 1].tobytes()
-        return raw.tobytes()
+        return cls(path, _first_line(inflated), inflated)
 
     def size(self) -> int:
         return int(self.inflated.size) if self.inflated is not None else os.path.getsize(self.path)
@@ -75,3 +68,13 @@ class TextLog:
     def text(self) -> bytes:
         """The whole text (copied into memory)."""
         return read_bytes(self.path) if self.inflated is None else self.inflated.to_pybytes()
+
+
+def _first_line(text: Any) -> bytes:
+    """The first line of a buffer, looked for block by block."""
+    raw = np.frombuffer(text, dtype=np.uint8)
+    for start in range(0, len(raw), _BLOCK):
+        newlines = np.flatnonzero(raw[start : start + _BLOCK] == 10)
+        if len(newlines):
+            return raw[: start + newlines[0] + 1].tobytes()
+    return raw.tobytes()

@@ -32,7 +32,6 @@ from netwarden.flows.importers.common import (
     epoch_seconds,
     finish,
     protocol_names,
-    read_first_line,
     reject_rows,
 )
 from netwarden.flows.importers.text_log import TextLog
@@ -87,9 +86,10 @@ def parse_format(log_format: str) -> list[str]:
 
 def read(path: str, log_format: str | None = None) -> ImportResult:
     """Read a VPC flow log file: Parquet (by its magic bytes) or text, plain or gzip."""
-    if read_first_line(path)[:4] == b"PAR1":
+    log = TextLog.open(path)
+    if log.first_line[:4] == b"PAR1":
         return _read_parquet(path)
-    return _read_text(TextLog.open(path), log_format)
+    return _read_text(log, log_format)
 
 
 def _line_layout(data: bytes) -> tuple[Any, Any, Any]:
@@ -113,7 +113,7 @@ def _line_layout(data: bytes) -> tuple[Any, Any, Any]:
 
 
 def _read_text(log: TextLog, log_format: str | None) -> ImportResult:
-    path, first_line = log.path, log.first_line()
+    path, first_line = log.path, log.first_line
     fields, header_line = _fields(path, first_line, log_format)
     if log.size() == (len(first_line) if header_line else 0):
         return finish(path, 0, {}, [])  # a header alone, or nothing: no records
